@@ -58,10 +58,15 @@ def _reason(error: BaseException, repo_id: str, filename: str) -> str:
 
 
 def hub_download(repo_id: str, filename: str, tqdm_class=None) -> Path:
-    """``hf_hub_download`` with errors turned into :class:`WeightsUnavailableError`
-    naming the repository, the file and the cause."""
-    from huggingface_hub import hf_hub_download
+    """A file of ``repo_id``: from the Hub cache when it is there (no request at
+    all: checkpoints of a tag do not change), else through ``hf_hub_download``,
+    with errors turned into :class:`WeightsUnavailableError` naming the
+    repository, the file and the cause."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+    cached = try_to_load_from_cache(repo_id, filename)
+    if isinstance(cached, str) and os.path.isfile(cached):
+        return Path(cached)
     try:
         path = hf_hub_download(repo_id, filename, tqdm_class=tqdm_class)
     except Exception as error:  # every failure of a download becomes one sentence

@@ -1,0 +1,124 @@
+"""With the same weights our models give timm's logits (max |difference| <=
+1e-4, fp32), loading through the real Hub download path: timm's model with
+random weights is written as a Hub checkpoint (``model.safetensors`` +
+``config.json``, as timm writes them), served by the loopback fake Hub, and
+loaded with ``create_model(name, pretrained=True)``."""
+import gc
+
+import pytest
+import timm
+import torch
+from timm.models import save_for_hf
+from timm.utils import AttentionExtract
+
+import models
+
+TOLERANCE = 1e-4
+
+# name -> a non-square size at which timm and we must agree. For Swin, every
+# stage's map must be a multiple of the window and larger than it both ways
+# (timm pads after the cyclic shift, the seed before it; with no padding the
+# two are the same computation).
+NON_SQUARE = {
+    "swin_tiny_patch4_window7_224": (448, 672),
+    "swin_small_patch4_window7_224": (448, 672),
+    "swin_base_patch4_window7_224": (448, 672),
+    "swin_large_patch4_window7_224": (448, 672),
+    "swin_base_patch4_window12_384": (768, 1152),
+    "swin_large_patch4_window12_384": (768, 1152),
+    "tf_efficientnetv2_s": (256, 320),
+    "tf_efficientnetv2_m": (225, 301),
+    "tf_efficientnetv2_l": (257, 199),
+}
+HUB_MODELS = [n for n in models.list_models() if models.get_spec(n).hf_hub_id]
+
+
+def test_every_hub_architecture_is_compared():
+    assert sorted(HUB_MODELS) == sorted(NON_SQUARE)
+
+
+def randomize(model: torch.nn.Module) -> None:
+    """Make every tensor of the checkpoint informative: a wrong permutation,
+    a swapped norm or a misread BatchNorm statistic must change the logits."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("relative_position_bias_table"):
+                t.copy_(torch.randn(t.shape, generator=g))
+            elif name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif name.endswith(("running_mean", ".bias")):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+            elif t.ndim == 1:  # norm scales
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+
+
+def publish(hub, name, tmp_path):
+    """timm's random model, written as timm writes a Hub checkpoint and served by the fake Hub."""
+    spec = models.get_spec(name)
+    reference = timm.create_model(name, pretrained=False).eval()
+    randomize(reference)
+    folder = tmp_path / name
+    save_for_hf(reference, folder, safe_serialization=True)
+    hub.add_folder(spec.hf_hub_id, folder)
+    return reference
+
+
+def reference_at(name, reference, size):
+    """timm builds Swin for a fixed input size; a model for another size with the same weights."""
+    if not models.get_spec(name).is_swin:
+        return reference
+    other = timm.create_model(name, pretrained=False, img_size=size).eval()
+    other.load_state_dict(reference.state_dict())
+    return other
+
+
+@pytest.mark.parametrize("name", HUB_MODELS)
+def test_hub_checkpoint_gives_timms_logits(fake_hub, tmp_path, name):
+    reference = publish(fake_hub, name, tmp_path)
+    model = models.create_model(name, pretrained=True)
+    assert model.pretrained and model.spec.input_size == models.get_spec(name).input_size
+    _, h, w = model.spec.input_size
+    torch.manual_seed(1)
+    for size, batch in (((h, w), 2), (NON_SQUARE[name], 1)):
+        x = torch.randn(batch, 3, *size)
+        with torch.inference_mode():
+            expected = reference_at(name, reference, size)(x)
+            actual = model(x)
+        difference = (expected - actual).abs().max().item()
+        assert difference <= TOLERANCE, f"{name} at {size}: max |difference| {difference:.2e}"
+        assert expected.std() > 0.1  # the comparison is not between two flat outputs
+    del model, reference
+    gc.collect()
+
+
+def test_capture_attention_equals_timms_attention(fake_hub, tmp_path):
+    name = "swin_tiny_patch4_window7_224"
+    reference = publish(fake_hub, name, tmp_path)
+    model = models.create_model(name, pretrained=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        expected = AttentionExtract(reference, method="hook")(x)  # name -> [B * nW, heads, N, N]
+        with models.capture_attention(model) as records:
+            model(x)
+    assert len(records) == len(expected) == 12
+    for record, (key, theirs) in zip(records, expected.items()):
+        assert key == f"layers.{record.stage}.blocks.{record.block}.attn.attn_drop"
+        ours = record.attention.reshape(theirs.shape)
+        assert (ours - theirs).abs().max().item() <= 1e-5, key
+
+
+def test_our_lite0_architecture_is_timms_tf_efficientnet_lite0():
+    """The bundled Lite0 weights have no Hub twin; the architecture is checked
+    against timm's TensorFlow-port Lite0 with random weights instead."""
+    reference = timm.create_model("tf_efficientnet_lite0").eval()
+    randomize(reference)
+    model = models.create_model("efficientnet_lite0")
+    state = models.efficientnet.convert_timm_state_dict(reference.state_dict(), model)
+    models.hub.load_state_dict_strict(model, state, "timm tf_efficientnet_lite0")
+    for size in ((224, 224), (241, 187)):
+        x = torch.randn(2, 3, *size)
+        with torch.inference_mode():
+            assert (reference(x) - model(x)).abs().max().item() <= TOLERANCE
