@@ -33,28 +33,46 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the architecture; the message names the keys."""
 
 
-def _reason(error: BaseException, repo_id: str, filename: str) -> str:
-    from huggingface_hub import errors
+def _causes(error: BaseException) -> list[BaseException]:
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
-    if isinstance(error, errors.OfflineModeIsEnabled) or isinstance(error, errors.LocalEntryNotFoundError):
+
+def _reason(error: BaseException, filename: str) -> str:
+    """The cause of a failed download in a few words. huggingface_hub wraps
+    most network failures of an uncached file in ``LocalEntryNotFoundError``;
+    the real cause is further down the exception chain."""
+    from huggingface_hub import constants, errors
+
+    for cause in _causes(error):
+        name = type(cause).__name__
+        if isinstance(cause, errors.LocalEntryNotFoundError):
+            continue  # the wrapper (a subclass of EntryNotFoundError); look further down
+        if isinstance(cause, errors.OfflineModeIsEnabled):
+            return "offline mode is on (HF_HUB_OFFLINE=1) and the file is not in the local cache"
+        if isinstance(cause, errors.GatedRepoError):
+            return "the repository is gated and needs an access token"
+        if isinstance(cause, errors.RepositoryNotFoundError):
+            return "the repository was not found on the Hub (HTTP 404)"
+        if isinstance(cause, errors.RevisionNotFoundError):
+            return "the revision was not found on the Hub (HTTP 404)"
+        if isinstance(cause, (errors.EntryNotFoundError, errors.RemoteEntryNotFoundError)):
+            return f"the repository has no file {filename} (HTTP 404)"
+        if isinstance(cause, errors.HfHubHTTPError):
+            status = getattr(getattr(cause, "response", None), "status_code", None)
+            return f"the Hub answered with an error (HTTP {status})" if status else "the Hub answered with an error"
+        if "Timeout" in name or isinstance(cause, TimeoutError):
+            return "the Hub did not answer in time"
+        if "Connect" in name or "Protocol" in name or "Read" in name or isinstance(cause, ConnectionError):
+            return f"the connection to the Hub failed ({name})"
+    if isinstance(error, errors.LocalEntryNotFoundError):
+        if constants.HF_HUB_OFFLINE:
+            return "offline mode is on (HF_HUB_OFFLINE=1) and the file is not in the local cache"
         return "the Hub cannot be reached and the file is not in the local cache"
-    if isinstance(error, errors.GatedRepoError):
-        return "the repository is gated and needs an access token"
-    if isinstance(error, errors.RepositoryNotFoundError):
-        return "the repository was not found on the Hub (HTTP 404)"
-    if isinstance(error, errors.RevisionNotFoundError):
-        return "the revision was not found on the Hub (HTTP 404)"
-    if isinstance(error, (errors.EntryNotFoundError, errors.RemoteEntryNotFoundError)):
-        return f"the repository has no file {filename} (HTTP 404)"
-    if isinstance(error, errors.HfHubHTTPError):
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        return f"the Hub answered with an error (HTTP {status})" if status else f"the Hub answered with an error ({error})"
-    name = type(error).__name__
-    if "Timeout" in name:
-        return "the Hub did not answer in time"
-    if isinstance(error, (ConnectionError, OSError)) or "Connect" in name or "Protocol" in name or "Read" in name:
-        return f"the connection to the Hub failed ({name})"
-    return f"{name}: {error}"
+    return f"{type(error).__name__}: {error}"
 
 
 def hub_download(repo_id: str, filename: str, tqdm_class=None) -> Path:
@@ -71,9 +89,21 @@ def hub_download(repo_id: str, filename: str, tqdm_class=None) -> Path:
         path = hf_hub_download(repo_id, filename, tqdm_class=tqdm_class)
     except Exception as error:  # every failure of a download becomes one sentence
         raise WeightsUnavailableError(
-            f"Could not get {filename} of {repo_id} from the Hugging Face Hub: {_reason(error, repo_id, filename)}."
+            f"Could not get {filename} of {repo_id} from the Hugging Face Hub: {_reason(error, filename)}."
         ) from error
+    _forget_not_found(repo_id, filename)
     return Path(path)
+
+
+def _forget_not_found(repo_id: str, filename: str) -> None:
+    """A 404 leaves a ``.no_exist`` marker in the Hub cache that a later
+    successful download does not remove, and that makes the cache lookup
+    report the file missing; drop it once the file is there."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / ".no_exist"
+    for marker in folder.glob(f"*/{filename}"):
+        marker.unlink(missing_ok=True)
 
 
 def verify_cached_file(path: Path, repo_id: str) -> None:

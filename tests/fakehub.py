@@ -34,7 +34,7 @@ import socket
 import struct
 import threading
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
@@ -178,10 +178,14 @@ class FakeHub:
 
     Args:
         stall_seconds: how long a "timeout" fault stalls a request before the server closes the connection
-            without answering (interrupted at once by `stop`). Keep it above the client timeouts you set.
+            without answering (interrupted at once by `stop`). It must exceed the client's timeouts: if the server
+            gives up first, the client gets `httpx2.RemoteProtocolError` ("Server disconnected without sending a
+            response"), not a timeout. None (default): at each request, 0.5 s more than the largest of
+            huggingface_hub's current ``constants.HF_HUB_ETAG_TIMEOUT``, ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` and
+            ``file_download._ETAG_RETRY_TIMEOUT`` (see `stall_time`), capped at 120 s.
     """
 
-    def __init__(self, *, stall_seconds: float = 2.0):
+    def __init__(self, *, stall_seconds: float | None = None):
         self.stall_seconds = stall_seconds
         self.requests: list[tuple[str, str]] = []  # (method, raw path) of every request, hub and CDN
         self.log: list[RequestRecord] = []
@@ -194,6 +198,7 @@ class FakeHub:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._ports: tuple[int, int] | None = None
+        self._busy = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "FakeHub":
@@ -253,10 +258,16 @@ class FakeHub:
             raise RuntimeError("FakeHub not started")
         return f"http://{HOST}:{self._ports[1]}"
 
-    def active_handlers(self) -> int:
-        """Number of request-handling threads still alive (stalled requests included)."""
-        servers = [s for s in (self._hub, self._cdn) if s is not None]
-        return sum(1 for s in servers for w in s.workers() if w.is_alive())
+    def busy_handlers(self) -> int:
+        """Number of requests being handled right now (stalled ones included; idle keep-alive connections not)."""
+        with self._lock:
+            return self._busy
+
+    def reset_log(self) -> None:
+        """Empty `requests` and `log`."""
+        with self._lock:
+            self.requests.clear()
+            self.log.clear()
 
     # ------------------------------------------------------------------ content
     def add_file(self, repo_id: str, filename: str, data: bytes, revision: str = "main", *,
@@ -402,6 +413,14 @@ class FakeHub:
         with self._lock:
             self.requests.append((method, req.path))
             self.log.append(rec)
+            self._busy += 1
+        try:
+            self._route(req, method, role, rec)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def _route(self, req: _Handler, method: str, role: str, rec: RequestRecord) -> None:
         if role == "cdn":
             return self._handle_cdn(req, method, rec)
 
@@ -527,8 +546,18 @@ class FakeHub:
             req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             req.connection.close()
 
+    def stall_time(self) -> float:
+        """Seconds a "timeout" fault stalls a request right now."""
+        if self.stall_seconds is not None:
+            return self.stall_seconds
+        from huggingface_hub import constants, file_download
+
+        client = max(float(constants.HF_HUB_ETAG_TIMEOUT), float(constants.HF_HUB_DOWNLOAD_TIMEOUT),
+                     float(getattr(file_download, "_ETAG_RETRY_TIMEOUT", 0)))
+        return min(client + 0.5, 120.0)
+
     def _stall(self, req: _Handler, rec: RequestRecord) -> None:
-        self._stopping.wait(self.stall_seconds)  # bounded; `stop` wakes it up at once
+        self._stopping.wait(self.stall_time())  # bounded; `stop` wakes it up at once
         req.close_connection = True  # then close without an answer
 
     def _error(self, req, method, rec, status, code, message, extra=None) -> None:
