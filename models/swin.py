@@ -254,18 +254,17 @@ class WindowAttention(nn.Module):
         bw, n, c = x.shape
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, d]
-        # [B, nW, heads, N, d] so that the bias broadcasts over the batch.
-        q, k, v = (t.reshape(-1, num_windows, self.num_heads, n, self.head_dim) for t in (q, k, v))
+        if attn_bias.shape[0] > 1:  # per-window shift mask: repeat it for every image of the batch
+            attn_bias = attn_bias.expand(bw // num_windows, -1, -1, -1, -1).reshape(bw, self.num_heads, n, n)
         if record is None:
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_bias.to(q.dtype),
                 dropout_p=self.attn_dropout.p if self.training else 0.0)
         else:
-            attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias
-            attn = attn.softmax(dim=-1)  # [B, nW, heads, N, N]
-            record(attn.detach())
+            attn = ((q * self.scale) @ k.transpose(-2, -1) + attn_bias).softmax(dim=-1)  # [B * nW, heads, N, N]
+            record(attn.detach().view(-1, num_windows, self.num_heads, n, n))
             out = self.attn_dropout(attn) @ v
-        out = out.reshape(bw, self.num_heads, n, self.head_dim).transpose(1, 2).reshape(bw, n, c)
+        out = out.transpose(1, 2).reshape(bw, n, c)
         return self.proj_dropout(self.proj(out))
 
 
