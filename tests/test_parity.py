@@ -53,6 +53,35 @@ def randomize(model: torch.nn.Module) -> None:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
             elif t.ndim == 1:  # norm scales
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+        # A random deep residual network blows up (EfficientNetV2-M's logits
+        # reach 1e6 with timm's init); damping each residual branch's last
+        # BatchNorm keeps activations of order one, as training does.
+        last_norm = {}
+        for name, _ in model.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "blocks" and parts[3].startswith("bn") and parts[-1] == "weight":
+                block = ".".join(parts[:3])
+                last_norm[block] = max(last_norm.get(block, ""), parts[3])
+        params = dict(model.named_parameters())
+        for block, norm in last_norm.items():
+            params[f"{block}.{norm}.weight"].mul_(0.2)
+    calibrate_batchnorm(model, g)
+
+
+def calibrate_batchnorm(model: torch.nn.Module, g: torch.Generator) -> None:
+    """Running statistics measured on random images, as training would leave
+    them: per-channel, informative, and keeping activations of order one
+    through a deep random network (so that fp32 rounding stays small)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 320, 320, generator=g))
+    model.eval()
 
 
 def publish(hub, name, tmp_path):
