@@ -23,3 +23,79 @@ def fake_hub(monkeypatch, tmp_path):
         set_timeouts(monkeypatch, etag=2.0, download=2.0)
         fast_retries(monkeypatch)
         yield hub
+
+
+# ---------------------------------------------------------------------------
+# The app under test (tests/test_app.py, tests/test_browser.py)
+# ---------------------------------------------------------------------------
+
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+APP_UPLOAD_LIMIT_MB = 4
+
+
+@dataclass
+class AppServer:
+    url: str
+    port: int
+    log: Path
+    process: subprocess.Popen
+    hub_cache: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """``python app.py`` in a subprocess, the way Spaces runs it: on loopback,
+    a free port, Hub offline with an empty cache (so it never tries the
+    network and Swin weights are unavailable), uploads limited to
+    ``APP_UPLOAD_LIMIT_MB``."""
+    home = tmp_path_factory.mktemp("app")
+    hub_cache = home / "hf" / "hub"
+    hub_cache.mkdir(parents=True)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_", "APP_"))}
+    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+               GRADIO_TEMP_DIR=str(home / "gradio"), HF_HUB_OFFLINE="1", HF_HOME=str(home / "hf"),
+               HF_HUB_CACHE=str(hub_cache), HF_HUB_DISABLE_TELEMETRY="1", APP_MAX_UPLOAD_MB=str(APP_UPLOAD_LIMIT_MB),
+               PYTHONUNBUFFERED="1")
+    log = home / "app.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    server = AppServer(f"http://127.0.0.1:{port}/", port, log, process, hub_cache)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"python app.py exited with {process.returncode}:\n{server.output()}")
+            try:
+                with urllib.request.urlopen(server.url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"python app.py did not answer on {server.url} within 120 s:\n{server.output()}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

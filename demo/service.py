@@ -1,0 +1,329 @@
+"""The inference service: models loaded lazily and kept in a memory-bounded
+cache, classification, and Swin forwards with their attention captured.
+
+No Gradio here: functions take and return plain values (PIL images, strings,
+numbers, numpy arrays, dataclasses), so the tests call them directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Hashable, TypeVar
+
+import numpy as np
+import torch
+import tqdm
+from PIL import Image
+
+import models
+from demo import views
+
+# Progress callback: (fraction done or None, what is happening).
+Report = Callable[[float | None, str], None]
+
+K, V = TypeVar("K", bound=Hashable), TypeVar("V")
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        return default
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an operator can tune, from environment variables (defaults in brackets).
+
+    ``APP_MODEL_CACHE_MB`` [2500]: parameter bytes of models kept loaded;
+    least recently used models are dropped beyond it (a larger model still
+    loads, alone). ``APP_ATTENTION_CACHE_MB`` [512]: captured Swin attention
+    kept so that clicking around re-uses one forward. ``APP_MAX_PIXELS``
+    [40000000]: larger images are refused before decoding.
+    ``APP_MAX_UPLOAD_MB`` [25]: larger uploads are refused by the server.
+    ``APP_CONCURRENCY`` [1]: model forwards running at once.
+    ``APP_QUEUE_SIZE`` [64]: requests waiting at most; more are turned away.
+    ``APP_TORCH_THREADS`` [CPUs / concurrency]: threads per forward.
+    ``APP_DOWNLOAD_RETRY_S`` [120]: after the Hub failed for a model, how long
+    to answer from that failure before asking the Hub again.
+    """
+
+    model_cache_mb: float = 2500
+    attention_cache_mb: float = 512
+    max_pixels: int = 40_000_000
+    max_upload_mb: float = 25
+    concurrency: int = 1
+    queue_size: int = 64
+    torch_threads: int = 1
+    download_retry_s: float = 120
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        concurrency = max(1, int(_env_number("APP_CONCURRENCY", 1)))
+        return cls(
+            model_cache_mb=_env_number("APP_MODEL_CACHE_MB", 2500),
+            attention_cache_mb=_env_number("APP_ATTENTION_CACHE_MB", 512),
+            max_pixels=max(1, int(_env_number("APP_MAX_PIXELS", 40_000_000))),
+            max_upload_mb=_env_number("APP_MAX_UPLOAD_MB", 25),
+            concurrency=concurrency,
+            queue_size=max(1, int(_env_number("APP_QUEUE_SIZE", 64))),
+            torch_threads=max(1, int(_env_number("APP_TORCH_THREADS", max(1, available_cpus() // concurrency)))),
+            download_retry_s=_env_number("APP_DOWNLOAD_RETRY_S", 120),
+        )
+
+
+class ByteLRU(Generic[K, V]):
+    """A thread-safe least-recently-used cache bounded by the bytes of its values.
+
+    An entry larger than the bound is still kept, alone: the cache never
+    refuses the value just computed.
+    """
+
+    def __init__(self, max_bytes: float, size_of: Callable[[V], int]):
+        self.max_bytes = max_bytes
+        self._size_of = size_of
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: K, value: V) -> list[K]:
+        """Store ``value``; returns the keys evicted to make room."""
+        size = self._size_of(value)
+        evicted = []
+        with self._lock:
+            self._entries.pop(key, None)
+            while self._entries and self.total_bytes + size > self.max_bytes:
+                old_key, _ = self._entries.popitem(last=False)
+                evicted.append(old_key)
+            self._entries[key] = (value, size)
+        return evicted
+
+    def keys(self) -> list[K]:
+        with self._lock:
+            return list(self._entries)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, size in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def parameter_bytes(model: torch.nn.Module) -> int:
+    """Bytes held by a model's parameters and buffers."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def download_progress(report: Report | None) -> type[tqdm.tqdm] | None:
+    """A tqdm class for ``create_model(tqdm_class=...)`` that tells ``report``
+    how far each download is."""
+    if report is None:
+        return None
+
+    class DownloadProgress(tqdm.tqdm):
+        def update(self, n=1):
+            shown = super().update(n)
+            if self.total:
+                report(min(1.0, self.n / self.total), f"Downloading {self.desc or 'weights'}")
+            return shown
+
+    return DownloadProgress
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    pretrained: bool
+    # Why the model runs untrained, in a sentence; "" when it is pretrained.
+    notice: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.model.spec.name
+
+
+class ModelCache:
+    """Models loaded on first use, once even under concurrent requests, and
+    kept while their parameters fit in ``max_bytes`` (least recently used
+    dropped first)."""
+
+    def __init__(self, max_bytes: float, download_retry_s: float = 120,
+                 create: Callable[..., torch.nn.Module] = models.create_model):
+        self._models: ByteLRU[tuple[str, bool], torch.nn.Module] = ByteLRU(max_bytes, parameter_bytes)
+        self._create = create
+        self._retry_s = download_retry_s
+        self._failures: dict[str, tuple[float, models.WeightsUnavailableError]] = {}
+        self._locks: dict[tuple[str, bool], threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def get(self, name: str, pretrained: bool, report: Report | None = None) -> torch.nn.Module:
+        """The model, loading it if needed. Raises ``WeightsUnavailableError``
+        (from the Hub, or remembered from a failure less than
+        ``download_retry_s`` ago)."""
+        name = models.get_spec(name).name
+        key = (name, pretrained)
+        model = self._models.get(key)
+        if model is not None:
+            return model
+        with self._lock_for(key):
+            model = self._models.get(key)
+            if model is not None:
+                return model
+            if pretrained:
+                self._raise_if_known_unavailable(name)
+            if report:
+                report(None, f"Loading {name}")
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)  # untrained weights: the same random model every time
+                    model = self._create(name, pretrained=pretrained, tqdm_class=download_progress(report))
+            except models.WeightsUnavailableError as error:
+                self._failures[name] = (time.monotonic(), error)
+                raise
+            if pretrained:
+                self._failures.pop(name, None)
+            self._models.put(key, model)
+            return model
+
+    def _raise_if_known_unavailable(self, name: str) -> None:
+        """Fail before building the model when the weights cannot come: the Hub
+        failed for them a moment ago, or offline mode is on and they are not cached."""
+        from huggingface_hub import constants
+
+        status = models.weights_status(name)
+        if status != "download":
+            return
+        failure = self._failures.get(name)
+        if failure and time.monotonic() - failure[0] < self._retry_s:
+            raise failure[1]
+        if constants.HF_HUB_OFFLINE:
+            raise models.WeightsUnavailableError(
+                f"Could not get the weights of {models.get_spec(name).hf_hub_id} from the Hugging Face Hub: "
+                "offline mode is on (HF_HUB_OFFLINE) and they are not in the local cache.")
+
+    def loaded(self) -> list[tuple[str, bool]]:
+        return self._models.keys()
+
+    def _lock_for(self, key: tuple[str, bool]) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+@dataclass
+class Classification:
+    probabilities: dict[str, float]   # top-k class name -> softmax probability, most likely first
+    milliseconds: float               # the model's forward alone
+    model_name: str
+    pretrained: bool
+
+
+@dataclass
+class SwinForward:
+    """One Swin forward on one image, with everything the views need."""
+    model: torch.nn.Module
+    pretrained: bool
+    notice: str                         # why the weights are untrained; "" when pretrained
+    model_input: np.ndarray             # uint8 [H, W, 3]: what the model saw, denormalised
+    records: list[models.AttentionRecord] = field(repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        return self.model_input.nbytes + sum(r.attention.numel() * r.attention.element_size() for r in self.records)
+
+
+def untrained_notice(name: str, error: Exception | None) -> str:
+    if error is None:
+        return f"{name} has no pretrained weights, so it runs with untrained (random) weights."
+    return f"{error} These views use untrained (random) weights."
+
+
+class InferenceService:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.models = ModelCache(self.settings.model_cache_mb * 2**20, self.settings.download_retry_s)
+        self._forwards: ByteLRU[tuple, SwinForward] = ByteLRU(
+            self.settings.attention_cache_mb * 2**20, lambda f: f.nbytes)
+
+    # ------------------------------------------------------------------ classification
+    def classify(self, image: Image.Image, name: str, top_k: int = 5,
+                 report: Report | None = None) -> Classification:
+        """Top-k softmax probabilities of ``name`` on ``image`` (RGB PIL).
+
+        Models with pretrained weights use them; raises
+        ``WeightsUnavailableError`` when they cannot be had. Architectures with
+        none (``swin_cifar``) run untrained, ``pretrained=False`` in the result.
+        """
+        spec = models.get_spec(name)
+        pretrained = models.weights_status(spec.name) != "untrained"
+        model = self.models.get(spec.name, pretrained, report)
+        x = models.create_transform(model.spec)(image).unsqueeze(0)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            logits = model(x)
+            milliseconds = (time.perf_counter() - start) * 1000
+            probabilities = logits.float().softmax(dim=-1)[0]
+        k = max(1, min(int(top_k), probabilities.numel()))
+        values, indices = probabilities.topk(k)
+        labels = model.spec.labels
+        return Classification(
+            probabilities={labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())},
+            milliseconds=milliseconds, model_name=spec.name, pretrained=pretrained)
+
+    # ------------------------------------------------------------------ Swin
+    def load_for_views(self, name: str, report: Report | None = None) -> LoadedModel:
+        """A Swin for the views: pretrained when the weights can be had,
+        otherwise untrained, with the reason in ``notice``."""
+        spec = models.get_spec(name)
+        if not spec.is_swin:
+            raise ValueError(f"{spec.name} is not a Swin Transformer; choose a swin_* architecture for these views.")
+        if models.weights_status(spec.name) == "untrained":
+            return LoadedModel(self.models.get(spec.name, False, report), False, untrained_notice(spec.name, None))
+        try:
+            return LoadedModel(self.models.get(spec.name, True, report), True)
+        except models.WeightsUnavailableError as error:
+            return LoadedModel(self.models.get(spec.name, False, report), False, untrained_notice(spec.name, error))
+
+    def swin_forward(self, image: Image.Image, name: str, report: Report | None = None) -> SwinForward:
+        """Run a Swin on ``image`` with its attention captured; the same image
+        and model again are answered from a cache."""
+        loaded = self.load_for_views(name, report)
+        model = loaded.model
+        x = models.create_transform(model.spec)(image)
+        model_input = views.model_input_image(x, model.spec.mean, model.spec.std)
+        key = (loaded.name, loaded.pretrained, hashlib.sha1(model_input.tobytes()).hexdigest())
+        cached = self._forwards.get(key)
+        if cached is not None:
+            return cached
+        if report:
+            report(None, f"Running {loaded.name}")
+        with torch.inference_mode(), models.capture_attention(model) as records:
+            model(x.unsqueeze(0))
+        forward = SwinForward(model, loaded.pretrained, loaded.notice, model_input, list(records))
+        self._forwards.put(key, forward)
+        return forward
+
+
+def configure_torch(settings: Settings) -> None:
+    """Threads per forward so that ``concurrency`` forwards share the CPUs without oversubscription."""
+    torch.set_num_threads(settings.torch_threads)
