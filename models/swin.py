@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import _recorder_for
-from .layers import DropPath
+from .layers import DropPath, linear, linear_gelu, linear_residual
 
 # The additive value that keeps tokens of different regions apart. The official
 # implementation and timm use -100 (not -inf), so we do too: softmax then gives
@@ -178,6 +179,39 @@ def reverse_cyclic_shift(x: torch.Tensor, shift_size: Sequence[int]) -> torch.Te
     return torch.roll(x, shifts=(shift_size[0], shift_size[1]), dims=(1, 2))
 
 
+@lru_cache(maxsize=128)
+def window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad, cyclic shift and window partition as one gather, and its inverse.
+
+    Returns ``(to_windows, from_windows)``, int64:
+
+    - ``to_windows`` ``[Hp * Wp]``: for each slot of the windows (window-major,
+      tokens row-major inside), the flat index ``y * W + x`` of the token it
+      holds, or ``H * W`` for a padding slot (callers append a zero token);
+    - ``from_windows`` ``[H * W]``: for each token of the map, its slot.
+
+    ``tokens[:, to_windows]`` equals padding, :func:`cyclic_shift` and
+    :func:`window_partition` in turn; ``slots[:, from_windows]`` undoes them.
+    One copy each way instead of three.
+    """
+    with torch.inference_mode(False):  # cached: must serve training as well as inference
+        return _window_token_order(geometry)
+
+
+def _window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    (h, w), (hp, wp), (sh, sw) = geometry.feature_size, geometry.padded_size, geometry.shift_size
+    rows = (torch.arange(hp) + sh) % hp  # the shift moves row (y + sh) to y
+    cols = (torch.arange(wp) + sw) % wp
+    source = rows[:, None] * wp + cols[None, :]  # [Hp, Wp] index into the padded map
+    source = window_partition(source[None, :, :, None], geometry.window_size).reshape(-1)
+    y, x = source // wp, source % wp
+    real = (y < h) & (x < w)
+    to_windows = torch.where(real, y * w + x, h * w)
+    from_windows = torch.empty(h * w, dtype=torch.long)
+    from_windows[to_windows[real]] = torch.arange(hp * wp)[real]
+    return to_windows, from_windows
+
+
 # --------------------------------------------------------------------------
 # Modules
 # --------------------------------------------------------------------------
@@ -205,14 +239,16 @@ class PatchEmbed(nn.Module):
 class MLP(nn.Module):
     def __init__(self, in_features: int, hidden_features: int, dropout: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
+        self.fc1 = nn.Linear(in_features, hidden_features)  # followed by exact GELU
         self.drop1 = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop2 = nn.Dropout(dropout)
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return linear_gelu(x, self.fc1, self.drop1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+        return self.drop2(self.fc2(self.hidden(x)))
 
 
 class WindowAttention(nn.Module):
@@ -246,13 +282,16 @@ class WindowAttention(nn.Module):
         span = 2 * self.window_size - 1
         return self.relative_position_bias_table.detach().T.reshape(self.num_heads, span, span)
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int,
-                record=None) -> torch.Tensor:
-        """``x``: ``[B * nW, N, C]``; ``attn_bias``: ``[nW or 1, heads, N, N]``,
+    def attend(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int, record=None) -> torch.Tensor:
+        """Attention inside each window, before the output projection.
+
+        ``x``: ``[B * nW, N, C]``; ``attn_bias``: ``[nW or 1, heads, N, N]``,
         relative position bias plus shift mask; ``record``, when given, receives
-        the softmaxed attention ``[B, nW, heads, N, N]``. Returns ``[B * nW, N, C]``."""
+        the softmaxed attention ``[B, nW, heads, N, N]`` (the explicit path);
+        otherwise the fused kernel runs. Returns ``[B * nW, N, C]``.
+        """
         bw, n, c = x.shape
-        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, d]
         if attn_bias.shape[0] > 1:  # per-window shift mask: repeat it for every image of the batch
             attn_bias = attn_bias.expand(bw // num_windows, -1, -1, -1, -1).reshape(bw, self.num_heads, n, n)
@@ -264,8 +303,11 @@ class WindowAttention(nn.Module):
             attn = ((q * self.scale) @ k.transpose(-2, -1) + attn_bias).softmax(dim=-1)  # [B * nW, heads, N, N]
             record(attn.detach().view(-1, num_windows, self.num_heads, n, n))
             out = self.attn_dropout(attn) @ v
-        out = out.transpose(1, 2).reshape(bw, n, c)
-        return self.proj_dropout(self.proj(out))
+        return out.transpose(1, 2).reshape(bw, n, c)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int, record=None) -> torch.Tensor:
+        """:meth:`attend`, then the output projection."""
+        return self.proj_dropout(self.proj(self.attend(x, attn_bias, num_windows, record)))
 
 
 class SwinTransformerBlock(nn.Module):
@@ -313,21 +355,22 @@ class SwinTransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         g = self.geometry((h, w))
-        shortcut = x
-        x = self.norm1(x)
-        pad_h, pad_w = g.padded_size[0] - h, g.padded_size[1] - w
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        x = cyclic_shift(x, g.shift_size)
-        windows = window_partition(x, g.window_size).view(-1, g.window_area, c)  # [B * nW, N, C]
-        record = _recorder_for(self, g)
-        windows = self.attn(windows, self.attention_bias(g, x.device, x.dtype), g.num_windows, record)
-        x = window_reverse(windows.view(-1, g.window_size[0], g.window_size[1], c), g.window_size, *g.padded_size)
-        x = reverse_cyclic_shift(x, g.shift_size)
-        if pad_h or pad_w:
-            x = x[:, :h, :w, :]
-        x = shortcut + self.drop_path(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        to_windows, from_windows = window_token_order(g)
+        shortcut = x.reshape(b, h * w, c)
+        x = self.norm1(shortcut)
+        if g.padded_size != g.feature_size:
+            x = torch.cat([x, x.new_zeros(b, 1, c)], dim=1)  # the zero token that padding slots read
+        windows = x.index_select(1, to_windows.to(x.device)).view(-1, g.window_area, c)  # [B * nW, N, C]
+        out = self.attn.attend(windows, self.attention_bias(g, x.device, x.dtype), g.num_windows,
+                               _recorder_for(self, g))
+        # Back to map order (shift undone, padding dropped), then the output
+        # projection (per token, so it commutes with the reordering) fused
+        # with the residual.
+        out = out.view(b, -1, c).index_select(1, from_windows.to(x.device))  # [B, H * W, C]
+        x = linear_residual(out, self.attn.proj, shortcut, lambda t: self.drop_path(self.attn.proj_dropout(t)))
+        x = linear_residual(self.mlp.hidden(self.norm2(x)), self.mlp.fc2, x,
+                            lambda t: self.drop_path(self.mlp.drop2(t)))
+        return x.view(b, h, w, c)
 
 
 class PatchMerging(nn.Module):
@@ -347,7 +390,7 @@ class PatchMerging(nn.Module):
         # Channel order [x(0,0), x(1,0), x(0,1), x(1,1)] (row, col) as in the
         # official implementation: [B, H/2, 2(row), W/2, 2(col), C] -> col-major.
         x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)
-        return self.reduction(self.norm(x))
+        return linear(self.norm(x), self.reduction)
 
 
 class BasicLayer(nn.Module):

@@ -201,3 +201,32 @@ def test_relative_position_bias_map_is_the_table_by_offset(swin_t):
     # Offset (dy, dx) = (-6, -6) is table row 0; (0, 0) the centre row 6 * 13 + 6.
     assert torch.equal(bias_map[:, 0, 0], attn.relative_position_bias_table[0].detach())
     assert torch.equal(bias_map[:, 6, 6], attn.relative_position_bias_table[6 * 13 + 6].detach())
+
+
+def test_training_path_matches_inference_and_has_gradients(swin_t):
+    """The fused inference kernels and the plain modules training uses compute the same function."""
+    model = models.create_model("swin_t", drop_path_rate=0.0)
+    model.load_state_dict(swin_t.state_dict())
+    x = torch.randn(2, 3, 96, 128)
+    with torch.inference_mode():
+        fused = model(x)
+    model.train()
+    plain = model(x)
+    plain.sum().backward()
+    assert (plain.detach() - fused).abs().max() < 1e-4
+    assert model.layers[0].blocks[1].attn.relative_position_bias_table.grad.abs().sum() > 0
+    assert model.layers[0].blocks[1].mlp.fc1.weight.grad.abs().sum() > 0
+
+
+def test_fused_linear_kernels_equal_the_plain_ops():
+    import platform
+
+    from models.layers import ONEDNN_FUSION, linear_gelu, linear_residual
+
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert ONEDNN_FUSION, "PyTorch's x86-64 builds carry oneDNN's fused linear kernels"
+    linear = torch.nn.Linear(96, 384).eval()
+    x, residual = torch.randn(2, 49, 96), torch.randn(2, 49, 384)
+    with torch.inference_mode():
+        assert (linear_gelu(x, linear, torch.nn.Identity()) - torch.nn.functional.gelu(linear(x))).abs().max() < 1e-5
+        assert (linear_residual(x, linear, residual) - (residual + linear(x))).abs().max() < 1e-5

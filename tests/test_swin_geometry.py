@@ -98,3 +98,19 @@ def test_relative_position_index_reads_offsets():
 def test_window_geometry_follows_the_feature_map(size, shifted, window, shift, padded):
     g = window_geometry(size, 7, shifted)
     assert (g.window_size, g.shift_size, g.padded_size, g.feature_size) == (window, shift, padded, size)
+
+
+@pytest.mark.parametrize("size,shifted", [((14, 21), True), ((16, 16), True), ((16, 16), False), ((5, 20), True),
+                                          ((7, 7), True)])
+def test_window_token_order_is_pad_shift_partition_in_one_gather(size, shifted):
+    from models.swin import cyclic_shift, window_token_order
+
+    g = window_geometry(size, 7, shifted)
+    h, w = size
+    x = torch.randn(2, h, w, 3)
+    padded = torch.nn.functional.pad(x, (0, 0, 0, g.padded_size[1] - w, 0, g.padded_size[0] - h))
+    expected = window_partition(cyclic_shift(padded, g.shift_size), g.window_size).reshape(2, -1, 3)
+    to_windows, from_windows = window_token_order(g)
+    flat = torch.cat([x.reshape(2, h * w, 3), torch.zeros(2, 1, 3)], dim=1)
+    assert torch.equal(flat[:, to_windows], expected)
+    assert torch.equal(expected[:, from_windows], x.reshape(2, h * w, 3))
