@@ -88,7 +88,8 @@ class ConvBNAct(nn.Module):
         super().__init__()
         self.conv = conv2d_same(in_planes, out_planes, kernel_size, stride, groups)
         self.bn = norm_layer(out_planes)
-        self.act = activation_layer() if activation_layer is not None else nn.Identity()
+        # In place: BatchNorm's output is fresh, so no copy is needed for the activation.
+        self.act = activation_layer(inplace=True) if activation_layer is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
@@ -104,14 +105,15 @@ class SqueezeExcitation(nn.Module):
         super().__init__()
         squeeze_c = int(input_c * se_ratio)
         self.conv_reduce = nn.Conv2d(expand_c, squeeze_c, 1)
-        self.act1 = activation_layer()
+        self.act1 = activation_layer(inplace=True)
         self.conv_expand = nn.Conv2d(squeeze_c, expand_c, 1)
         self.act2 = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = x.mean((2, 3), keepdim=True)  # [B, C, 1, 1]
         scale = self.act2(self.conv_expand(self.act1(self.conv_reduce(scale))))
-        return x * scale
+        # In place at inference: the input is the depthwise conv's fresh output.
+        return x.mul_(scale) if not torch.is_grad_enabled() else x * scale
 
 
 class MBConv(nn.Module):
@@ -138,7 +140,8 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.project_conv(self.se(self.dwconv(self.expand_conv(x))))
         if self.has_shortcut:
-            result = self.dropout(result) + x
+            result = self.dropout(result)
+            result = result.add_(x) if not torch.is_grad_enabled() else result + x
         return result
 
 
@@ -171,7 +174,8 @@ class FusedMBConv(nn.Module):
         result = self.expand_conv(x) if self.has_expansion else x
         result = self.project_conv(result)
         if self.has_shortcut:
-            result = self.dropout(result) + x
+            result = self.dropout(result)
+            result = result.add_(x) if not torch.is_grad_enabled() else result + x
         return result
 
 
