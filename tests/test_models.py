@@ -230,3 +230,16 @@ def test_fused_linear_kernels_equal_the_plain_ops():
     with torch.inference_mode():
         assert (linear_gelu(x, linear, torch.nn.Identity()) - torch.nn.functional.gelu(linear(x))).abs().max() < 1e-5
         assert (linear_residual(x, linear, residual) - (residual + linear(x))).abs().max() < 1e-5
+
+
+def test_efficientnet_trains_and_its_inference_path_agrees():
+    """In-place operations serve inference only; with gradients the plain ops run."""
+    torch.manual_seed(0)
+    model = models.create_model("efficientnet_lite0", drop_connect_rate=0.0, dropout_rate=0.0)
+    x = torch.randn(2, 3, 64, 80)
+    with torch.inference_mode():
+        fast = model(x)
+    plain = model(x)  # eval mode, gradients on
+    plain.sum().backward()
+    assert torch.equal(plain.detach(), fast)
+    assert model.stem.conv.weight.grad.abs().sum() > 0
