@@ -3,11 +3,17 @@
 Pure functions: no Gradio here. Every way a file can be wrong (empty, not an
 image, truncated, too many pixels, an unsupported format) ends in
 :class:`ImageInputError`, whose message is one sentence saying what to do; the
-UI turns it into a ``gr.Error``.
+UI turns it into a ``gr.Error``. What is accepted costs a bounded amount of
+memory and time whatever its shape: the pixel count is checked from the header
+before decoding, conversions work in place in 32-bit floats, a strip longer
+than :data:`MAX_ASPECT_RATIO` is cut to its centre before anything resizes it,
+and images above :data:`LARGE_IMAGE_PIXELS` are decoded one at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -15,6 +21,19 @@ import numpy as np
 from PIL import Image, ImageOps
 
 DEFAULT_MAX_PIXELS = 40_000_000
+# Longer side / shorter side kept at most. Every model sees a centre crop of the
+# shorter side (or the whole image squashed to a square), so a longer strip only
+# costs memory: resizing a 40000 x 1 image's shorter side to 248 pixels makes a
+# 9920000 x 248 image (7 GB and half a minute). A panorama (up to about 12 : 1)
+# is kept whole.
+MAX_ASPECT_RATIO = 20
+# Decoding a large image holds hundreds of MB for a moment (a 40-megapixel RGBA
+# PNG about 0.7 GB); with several requests at once (classification runs up to
+# eight) those above this size take turns, so that a few large uploads cannot
+# together exhaust the memory every user shares. Smaller images never wait.
+LARGE_IMAGE_PIXELS = 16_000_000
+_large_image_turn = threading.Lock()
+_LOW_MEMORY = "The server has too little memory free to open this image now; upload a smaller image or try again later."
 
 # Formats a browser or a phone produces. Everything else PIL could open (EPS
 # runs Ghostscript, PSD, FITS, ...) is refused before any decoding.
@@ -26,6 +45,22 @@ _DAMAGED = "The image is damaged or incomplete (perhaps a cut-off download); upl
 # not open is a damaged image rather than something else.
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
+# Files people pick by mistake, told apart by their first bytes, so that the
+# refusal says what the file is: (test on the first 32 bytes, what it is).
+_KNOWN_OTHER_FORMATS = (
+    (lambda head: head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis",
+                                                         b"mif1", b"msf1"),
+     "a HEIC/HEIF photo (the iPhone's own format)"),
+    (lambda head: head[4:8] == b"ftyp" or head.startswith(b"\x1aE\xdf\xa3")
+     or (head[:4] == b"RIFF" and head[8:12] == b"AVI "), "a video"),
+    (lambda head: head.startswith(b"8BPS"), "a Photoshop (PSD) file"),
+    (lambda head: head.startswith((b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")) and head[4:6] != b"\x00\x00",
+     "an icon (ICO) file"),
+    (lambda head: head.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")),
+     "a JPEG 2000 image"),
+    (lambda head: head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")), "a JPEG XL image"),
+)
+
 _TRANSPARENT_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 
@@ -35,12 +70,14 @@ class ImageInputError(ValueError):
 
 
 def max_pixels_from_env() -> int:
-    """The pixel limit: ``APP_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
+    """The pixel limit: ``APP_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS` (also
+    for a value that is not a positive number)."""
     value = os.environ.get("APP_MAX_PIXELS", "")
     try:
-        return int(float(value)) if value.strip() else DEFAULT_MAX_PIXELS
-    except ValueError:
+        pixels = int(float(value)) if value.strip() else DEFAULT_MAX_PIXELS
+    except (ValueError, OverflowError):  # "many", "nan", "inf"
         return DEFAULT_MAX_PIXELS
+    return pixels if pixels > 0 else DEFAULT_MAX_PIXELS
 
 
 def configure_pil(max_pixels: int) -> None:
@@ -54,7 +91,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """Open ``path`` as an 8-bit RGB image, upright (EXIF orientation applied).
 
     Animated images give their first frame, multi-page TIFFs their first page.
-    The size is checked from the header, before any pixel is decoded.
+    The size is checked from the header, before any pixel is decoded; a strip
+    longer than :data:`MAX_ASPECT_RATIO` gives its centre (see :func:`central_part`).
     Raises :class:`ImageInputError`.
     """
     path = Path(path)
@@ -72,24 +110,56 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         except Image.DecompressionBombError as error:
             raise ImageInputError(_too_large_message(None, max_pixels)) from error
         except Exception as error:  # UnidentifiedImageError, SyntaxError, struct.error, ...
-            if _has_image_signature(path):
-                raise ImageInputError(_DAMAGED) from error
-            raise ImageInputError(
-                f"This file is not an image this app can read; upload a {_FORMAT_NAMES} file.") from error
+            raise ImageInputError(_unreadable_message(path)) from error
         with image:
             _check_size(image.size, max_pixels)
-            try:
-                image.seek(0)
-                image.load()
-            except Image.DecompressionBombError as error:
-                raise ImageInputError(_too_large_message(image.size, max_pixels)) from error
-            except Exception as error:  # OSError "truncated", SyntaxError, ValueError, zlib.error, EOFError ...
-                raise ImageInputError(_DAMAGED) from error
-            try:
-                upright = ImageOps.exif_transpose(image)
-            except Exception:  # a broken EXIF block: keep the pixels as stored
-                upright = image.copy()
-    return to_rgb8(upright)
+            large = image.size[0] * image.size[1] > LARGE_IMAGE_PIXELS
+            with _large_image_turn if large else contextlib.nullcontext():
+                return _decode(image, max_pixels)
+
+
+def _decode(image: Image.Image, max_pixels: int) -> Image.Image:
+    """The opened ``image``'s first frame, decoded, upright, as 8-bit RGB."""
+    try:
+        image.seek(0)
+        image.load()
+    except Image.DecompressionBombError as error:
+        raise ImageInputError(_too_large_message(image.size, max_pixels)) from error
+    except MemoryError as error:
+        raise ImageInputError(_LOW_MEMORY) from error
+    except Exception as error:  # OSError "truncated", SyntaxError, ValueError, zlib.error, EOFError ...
+        raise ImageInputError(_DAMAGED) from error
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block: keep the pixels as stored
+        upright = image.copy()
+    try:
+        return to_rgb8(central_part(upright))
+    except MemoryError as error:
+        raise ImageInputError(_LOW_MEMORY) from error
+    except Exception as error:  # a colour mode PIL cannot convert ("conversion from X to Y not supported")
+        raise ImageInputError(f"The colours of this image ({upright.mode}) cannot be converted to RGB; save it as "
+                              "an ordinary JPEG or PNG and upload that.") from error
+
+
+def central_part(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
+    """``image``, or its centre cut to ``max_ratio`` : 1 when it is longer than that.
+
+    What a centre-crop model sees lies inside the kept part (a square of the
+    shorter side at most), so its input is the same up to resampling by a
+    fraction of a pixel; a model that squashes the whole image to a square
+    sees the kept part squashed (no model reads a 20 : 1 strip well anyway).
+    """
+    width, height = image.size
+    short = min(width, height)
+    long_max = max(1, int(short * max_ratio))
+    if max(width, height) <= long_max:
+        return image
+    if width > height:
+        left = (width - long_max) // 2
+        return image.crop((left, 0, left + long_max, height))
+    top = (height - long_max) // 2
+    return image.crop((0, top, width, top + long_max))
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
@@ -97,56 +167,76 @@ def to_rgb8(image: Image.Image) -> Image.Image:
 
     Transparent pixels are composited on white; 16-bit and 32-bit integer
     images are scaled from their full range (65535 -> 255), not clipped;
-    float images from [0, 1] (or their own range if they leave it).
+    float images from [0, 1] (or their own range if they leave it). Numbers are
+    converted in one 32-bit float array, in place: a 40-megapixel 16-bit scan
+    costs 160 MB, not a gigabyte of float64 temporaries.
     """
     mode = image.mode
     if mode == "RGB":
         return image
     if (mode == "P" and "transparency" in image.info) or mode in _TRANSPARENT_MODES:
-        rgba = image.convert("RGBA")
+        if mode == "La":  # premultiplied: PIL converts it to LA only
+            image = image.convert("LA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     if mode in _SIXTEEN_BIT_MODES or mode == "I":
-        values = np.asarray(image).astype(np.float64)
+        values = np.array(image, dtype=np.float32)
         if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
-            values = _stretch(values)
+            _stretch(values)
         else:
-            values = values / 257.0  # 65535 -> 255
+            values /= 257.0  # 65535 -> 255
         return Image.fromarray(_to_uint8(values), "L").convert("RGB")
     if mode == "F":
-        values = np.asarray(image).astype(np.float64)
-        finite = values[np.isfinite(values)]
-        if finite.size and (finite.min() < 0 or finite.max() > 1):
-            values = _stretch(values)
+        values = np.array(image, dtype=np.float32)
+        low, high = _finite_range(values)
+        if low is not None and (low < 0 or high > 1):
+            _stretch(values)
         else:
-            values = values * 255.0
+            values *= 255.0
         return Image.fromarray(_to_uint8(values), "L").convert("RGB")
     # L, 1, P without transparency, CMYK, YCbCr, LAB, HSV: PIL's own conversion.
     return image.convert("RGB")
 
 
-def _has_image_signature(path: Path) -> bool:
+def _unreadable_message(path: Path) -> str:
+    """Why a file that PIL would not open (among the allowed formats) is refused."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(32)
     except OSError:
-        return False
+        head = b""
     is_webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
     is_avif = head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis")
-    return head.startswith(_SIGNATURES) or is_webp or is_avif
+    if head.startswith(_SIGNATURES) or is_webp or is_avif:
+        return _DAMAGED  # it starts like an image this app reads
+    for looks_like, what in _KNOWN_OTHER_FORMATS:
+        if looks_like(head):
+            return f"This is {what}, which this app cannot read; upload a {_FORMAT_NAMES} file instead."
+    return f"This file is not an image this app can read; upload a {_FORMAT_NAMES} file."
 
 
-def _stretch(values: np.ndarray) -> np.ndarray:
-    """Map the finite range of ``values`` onto [0, 255]."""
+def _finite_range(values: np.ndarray) -> tuple[float | None, float | None]:
     finite = values[np.isfinite(values)]
-    if not finite.size:
-        return np.zeros_like(values)
-    low, high = float(finite.min()), float(finite.max())
-    return (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+
+
+def _stretch(values: np.ndarray) -> None:
+    """Map the finite range of ``values`` onto [0, 255], in place."""
+    low, high = _finite_range(values)
+    if low is None or high <= low:
+        values[...] = 0
+        return
+    values -= low
+    values *= 255.0 / (high - low)
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.nan_to_num(np.rint(values), nan=0.0), 0, 255).astype(np.uint8)
+    """Round and clip to 0-255 in place (NaN -> 0, infinities to the ends)."""
+    np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+    np.rint(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    return values.astype(np.uint8)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:

@@ -7,6 +7,8 @@ numbers, numpy arrays, dataclasses), so the tests call them directly.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import os
 import threading
 import time
@@ -27,13 +29,19 @@ Report = Callable[[float | None, str], None]
 
 K, V = TypeVar("K", bound=Hashable), TypeVar("V")
 
+logger = logging.getLogger(__name__)
 
-def _env_number(name: str, default: float) -> float:
+
+def _env_number(name: str, default: float, minimum: float = 0.0) -> float:
+    """A number from the environment; ``default`` when unset, not a finite
+    number, or below ``minimum`` (a typo must not take the app down, or leave
+    it refusing every upload)."""
     value = os.environ.get(name, "").strip()
     try:
-        return float(value) if value else default
+        number = float(value) if value else default
     except ValueError:
         return default
+    return number if math.isfinite(number) and number >= minimum else default
 
 
 def available_cpus() -> int:
@@ -71,15 +79,15 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        concurrency = max(1, int(_env_number("APP_CONCURRENCY", 1)))
+        concurrency = int(_env_number("APP_CONCURRENCY", 1, minimum=1))
         return cls(
             model_cache_mb=_env_number("APP_MODEL_CACHE_MB", 2500),
             attention_cache_mb=_env_number("APP_ATTENTION_CACHE_MB", 512),
-            max_pixels=max(1, int(_env_number("APP_MAX_PIXELS", 40_000_000))),
-            max_upload_mb=_env_number("APP_MAX_UPLOAD_MB", 25),
+            max_pixels=int(_env_number("APP_MAX_PIXELS", 40_000_000, minimum=1)),
+            max_upload_mb=_env_number("APP_MAX_UPLOAD_MB", 25, minimum=0.001),
             concurrency=concurrency,
-            queue_size=max(1, int(_env_number("APP_QUEUE_SIZE", 64))),
-            torch_threads=max(1, int(_env_number("APP_TORCH_THREADS", max(1, available_cpus() // concurrency)))),
+            queue_size=int(_env_number("APP_QUEUE_SIZE", 64, minimum=1)),
+            torch_threads=int(_env_number("APP_TORCH_THREADS", max(1, available_cpus() // concurrency), minimum=1)),
             download_retry_s=_env_number("APP_DOWNLOAD_RETRY_S", 120),
         )
 
@@ -116,6 +124,14 @@ class ByteLRU(Generic[K, V]):
                 evicted.append(old_key)
             self._entries[key] = (value, size)
         return evicted
+
+    def remove_where(self, predicate: Callable[[K], bool]) -> list[K]:
+        """Drop every entry whose key satisfies ``predicate``; returns their keys."""
+        with self._lock:
+            doomed = [key for key in self._entries if predicate(key)]
+            for key in doomed:
+                del self._entries[key]
+        return doomed
 
     def keys(self) -> list[K]:
         with self._lock:
@@ -166,12 +182,15 @@ class LoadedModel:
 class ModelCache:
     """Models loaded on first use, once even under concurrent requests, and
     kept while their parameters fit in ``max_bytes`` (least recently used
-    dropped first)."""
+    dropped first). ``on_evict(key)`` is told of each model dropped, so that
+    nothing else keeps it alive."""
 
     def __init__(self, max_bytes: float, download_retry_s: float = 120,
-                 create: Callable[..., torch.nn.Module] = models.create_model):
+                 create: Callable[..., torch.nn.Module] = models.create_model,
+                 on_evict: Callable[[tuple[str, bool]], None] | None = None):
         self._models: ByteLRU[tuple[str, bool], torch.nn.Module] = ByteLRU(max_bytes, parameter_bytes)
         self._create = create
+        self._on_evict = on_evict
         self._retry_s = download_retry_s
         self._failures: dict[str, tuple[float, models.WeightsUnavailableError]] = {}
         self._locks: dict[tuple[str, bool], threading.Lock] = {}
@@ -180,7 +199,8 @@ class ModelCache:
     def get(self, name: str, pretrained: bool, report: Report | None = None) -> torch.nn.Module:
         """The model, loading it if needed. Raises ``WeightsUnavailableError``
         (from the Hub, or remembered from a failure less than
-        ``download_retry_s`` ago)."""
+        ``download_retry_s`` ago), also for weights that came but do not fit
+        the architecture: that model is never returned."""
         name = models.get_spec(name).name
         key = (name, pretrained)
         model = self._models.get(key)
@@ -201,9 +221,15 @@ class ModelCache:
             except models.WeightsUnavailableError as error:
                 self._failures[name] = (time.monotonic(), error)
                 raise
+            except models.CheckpointMismatchError as error:
+                unusable = _unusable_weights(name, error)
+                self._failures[name] = (time.monotonic(), unusable)
+                raise unusable from error
             if pretrained:
                 self._failures.pop(name, None)
-            self._models.put(key, model)
+            for evicted in self._models.put(key, model):
+                if self._on_evict is not None:
+                    self._on_evict(evicted)
             return model
 
     def _raise_if_known_unavailable(self, name: str) -> None:
@@ -211,11 +237,14 @@ class ModelCache:
         failed for them a moment ago, or offline mode is on and they are not cached."""
         from huggingface_hub import constants
 
+        failure = self._failures.get(name)
+        recent = failure is not None and time.monotonic() - failure[0] < self._retry_s
+        if recent and isinstance(failure[1].__cause__, models.CheckpointMismatchError):
+            raise failure[1]  # the checkpoint is in the cache and would fail again
         status = models.weights_status(name)
         if status != "download":
             return
-        failure = self._failures.get(name)
-        if failure and time.monotonic() - failure[0] < self._retry_s:
+        if recent:
             raise failure[1]
         if constants.HF_HUB_OFFLINE:
             raise models.WeightsUnavailableError(
@@ -228,6 +257,16 @@ class ModelCache:
     def _lock_for(self, key: tuple[str, bool]) -> threading.Lock:
         with self._locks_lock:
             return self._locks.setdefault(key, threading.Lock())
+
+
+def _unusable_weights(name: str, error: models.CheckpointMismatchError) -> models.WeightsUnavailableError:
+    """A checkpoint that does not fit, in one sentence for the user; the keys go to the log."""
+    logger.warning("%s", error)
+    kinds = [kind for kind in ("missing keys", "unexpected keys", "shape mismatch", "non-finite values")
+             if kind in str(error)]
+    return models.WeightsUnavailableError(
+        f"The weights of {models.get_spec(name).hf_hub_id} from the Hugging Face Hub do not fit {name} "
+        f"({', '.join(kinds) or 'their tensors do not match'}), so they were not used.")
 
 
 @dataclass
@@ -261,7 +300,8 @@ def untrained_notice(name: str, error: Exception | None) -> str:
 class InferenceService:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
-        self.models = ModelCache(self.settings.model_cache_mb * 2**20, self.settings.download_retry_s)
+        self.models = ModelCache(self.settings.model_cache_mb * 2**20, self.settings.download_retry_s,
+                                 on_evict=self._forget_forwards)
         self._forwards: ByteLRU[tuple, SwinForward] = ByteLRU(
             self.settings.attention_cache_mb * 2**20, lambda f: f.nbytes)
 
@@ -303,6 +343,11 @@ class InferenceService:
             return LoadedModel(self.models.get(spec.name, True, report), True)
         except models.WeightsUnavailableError as error:
             return LoadedModel(self.models.get(spec.name, False, report), False, untrained_notice(spec.name, error))
+
+    def _forget_forwards(self, model_key: tuple[str, bool]) -> None:
+        """Captured forwards hold their model: drop those of a model the cache
+        dropped, or it would stay in memory beyond the cache's bound."""
+        self._forwards.remove_where(lambda key: key[:2] == model_key)
 
     def swin_forward(self, image: Image.Image, name: str, report: Report | None = None) -> SwinForward:
         """Run a Swin on ``image`` with its attention captured; the same image
