@@ -138,7 +138,7 @@ def verify_cached_file(path: Path, repo_id: str) -> None:
                 pass
         raise WeightsUnavailableError(
             f"Could not get {path.name} of {repo_id} from the Hugging Face Hub: the download is corrupt "
-            f"(sha256 mismatch) and was removed from the cache; try again.")
+            f"(sha256 mismatch) and was removed from the cache.")
 
 
 def fetch_hub_checkpoint(repo_id: str, tqdm_class=None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
