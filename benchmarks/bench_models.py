@@ -1,26 +1,33 @@
 """Model forward time, ours / timm's, on the same random weights in the same
 process, and the cost of ``capture_attention`` relative to a plain forward.
 
-    python benchmarks/bench_models.py [--models swin_t tf_efficientnetv2_s] [--batches 1 8] [--repeats 15]
+    python benchmarks/bench_models.py [--models swin_t tf_efficientnetv2_s] [--batches 1 8]
+                                      [--repeats 40] [--budget 20] [--json PATH]
 
 Timings are medians of interleaved runs (ours, timm, ours, timm, ...), so a
-machine that gets busier or quieter affects both sides alike. Prints a
-Markdown table; ratios < 1 mean we are faster.
+machine that gets busier or quieter affects both sides alike; each cell runs
+at least 3 rounds and stops after ``--budget`` seconds or ``--repeats`` rounds.
+Prints a Markdown table; ratios < 1 mean we are faster. EfficientNet-Lite0's
+twin is timm's ``tf_efficientnet_lite0`` (TensorFlow padding, as ours).
+Attention capture is timed at the batch sizes of ``--capture-batches`` (the
+app captures one image at a time).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (in_worker_thread, interleaved_ms, load_average, machine, markdown_table, median,  # noqa: E402
+                    write_json)
+
 import models  # noqa: E402
 
-DEFAULT_MODELS = ["swin_tiny_patch4_window7_224", "tf_efficientnetv2_s"]
+DEFAULT_MODELS = ["swin_tiny_patch4_window7_224", "swin_base_patch4_window12_384", "tf_efficientnetv2_s",
+                  "efficientnet_lite0"]
 
 
 def timm_twin(name: str):
@@ -29,6 +36,7 @@ def timm_twin(name: str):
 
     spec = models.get_spec(name)
     reference = timm.create_model(spec.name if spec.hf_hub_id else "tf_efficientnet_lite0").eval()
+    calibrate_batchnorm(reference)
     ours = models.create_model(name)
     if spec.is_swin:
         state = models.swin.convert_timm_state_dict(reference.state_dict())
@@ -38,27 +46,20 @@ def timm_twin(name: str):
     return ours, reference
 
 
-def median_ms(fn, x, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def interleaved(fns: dict, x, repeats: int, warmup: int = 3) -> dict:
-    with torch.inference_mode():
-        for fn in fns.values():
-            for _ in range(warmup):
-                fn(x)
-        samples = {k: [] for k in fns}
-        for _ in range(repeats):
-            for k, fn in fns.items():
-                start = time.perf_counter()
-                fn(x)
-                samples[k].append((time.perf_counter() - start) * 1000)
-    return {k: statistics.median(v) for k, v in samples.items()}
+def calibrate_batchnorm(model: torch.nn.Module) -> None:
+    """BatchNorm statistics measured on random images, as training would leave
+    them, so that activations stay of order one through the random network
+    (no overflow, no denormals: the timings are those of real weights)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+    model.eval()
 
 
 def capture_forward(model):
@@ -69,13 +70,23 @@ def capture_forward(model):
 
 
 def main(argv=None) -> list[dict]:
+    """Measure on a worker thread, as the app runs its models (see common.in_worker_thread)."""
+    return in_worker_thread(measure, argv)
+
+
+def measure(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--capture-batches", nargs="*", type=int, default=[1])
+    parser.add_argument("--repeats", type=int, default=40, help="timed rounds per cell at most (batch 1; a third "
+                        "of it for larger batches)")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds of timed rounds per cell")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    rows = []
+    rows, about = [], machine()
+    about["load_average_start"] = load_average()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| model | batch | ours ms | timm ms | ours / timm | capture ms | capture / plain |")
     print("|---|---|---|---|---|---|---|")
@@ -84,16 +95,25 @@ def main(argv=None) -> list[dict]:
         _, h, w = ours.spec.input_size
         for batch in args.batches:
             x = torch.randn(batch, 3, h, w)
-            fns = {"ours": ours, "timm": reference}
-            if ours.spec.is_swin:
-                fns["capture"] = capture_forward(ours)
-            t = interleaved(fns, x, args.repeats if batch == 1 else max(5, args.repeats // 3))
-            row = dict(model=name, batch=batch, ours=t["ours"], timm=t["timm"], ratio=t["ours"] / t["timm"],
-                       capture=t.get("capture"), capture_ratio=t["capture"] / t["ours"] if "capture" in t else None)
+            fns = {"ours": lambda: ours(x), "timm": lambda: reference(x)}
+            if ours.spec.is_swin and batch in args.capture_batches:
+                fns["capture"] = lambda: capture_forward(ours)(x)
+            with torch.inference_mode():
+                agree = bool((ours(x).argmax(-1) == reference(x).argmax(-1)).all())
+                samples = interleaved_ms(fns, min_rounds=3, max_rounds=args.repeats if batch == 1 else
+                                         max(3, args.repeats // 3), budget_s=args.budget)
+            t = {k: median(v) for k, v in samples.items()}
+            row = dict(model=name, batch=batch, rounds=len(samples["ours"]), ours=t["ours"], timm=t["timm"],
+                       ratio=t["ours"] / t["timm"], fastest_ratio=min(samples["ours"]) / min(samples["timm"]),
+                       capture=t.get("capture"),
+                       capture_ratio=t["capture"] / t["ours"] if "capture" in t else None, top1_agrees=agree)
             rows.append(row)
             capture = f"{row['capture']:.1f} | {row['capture_ratio']:.3f}" if row["capture"] else "- | -"
             print(f"| {name} | {batch} | {row['ours']:.1f} | {row['timm']:.1f} | {row['ratio']:.3f} | {capture} |",
                   flush=True)
+            about["load_average_end"] = load_average()
+            write_json(args.json, dict(machine=about, rows=rows))  # after each row: a cut-off run keeps its rows
+        del ours, reference
     return rows
 
 

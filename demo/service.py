@@ -23,6 +23,8 @@ from PIL import Image
 
 import models
 from demo import views
+from demo.batching import MicroBatcher
+from demo.split_forward import SplitForward
 
 # Progress callback: (fraction done or None, what is happening).
 Report = Callable[[float | None, str], None]
@@ -272,9 +274,10 @@ def _unusable_weights(name: str, error: models.CheckpointMismatchError) -> model
 @dataclass
 class Classification:
     probabilities: dict[str, float]   # top-k class name -> softmax probability, most likely first
-    milliseconds: float               # the model's forward alone
+    milliseconds: float               # the model's forward alone (of the whole batch)
     model_name: str
     pretrained: bool
+    batch_size: int = 1               # images in the forward that answered this request
 
 
 @dataclass
@@ -297,6 +300,20 @@ def untrained_notice(name: str, error: Exception | None) -> str:
     return f"{error} These views use untrained (random) weights."
 
 
+# Classification requests that queue while a forward runs share the next one,
+# up to this many images.
+CLASSIFY_MAX_BATCH = 8
+
+
+def softmax_forward(items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[torch.Tensor]:
+    """Softmax probabilities ``[num_classes]`` per (model, image ``[3, H, W]``)
+    item, in one forward (every item of one model and size)."""
+    model = items[0][0]
+    x = items[0][1].unsqueeze(0) if len(items) == 1 else torch.stack([image for _, image in items])  # [B, 3, H, W]
+    with torch.inference_mode():
+        return list(model(x).float().softmax(dim=-1))
+
+
 class InferenceService:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
@@ -304,6 +321,10 @@ class InferenceService:
                                  on_evict=self._forget_forwards)
         self._forwards: ByteLRU[tuple, SwinForward] = ByteLRU(
             self.settings.attention_cache_mb * 2**20, lambda f: f.nbytes)
+        self.classifier = MicroBatcher(self._classify_batch, max_batch=CLASSIFY_MAX_BATCH,
+                                       max_concurrent=self.settings.concurrency)
+        # A batch of several images runs as single-threaded forwards side by side.
+        self._split = SplitForward(self.settings.torch_threads) if self.settings.torch_threads > 1 else None
 
     # ------------------------------------------------------------------ classification
     def classify(self, image: Image.Image, name: str, top_k: int = 5,
@@ -313,22 +334,38 @@ class InferenceService:
         Models with pretrained weights use them; raises
         ``WeightsUnavailableError`` when they cannot be had. Architectures with
         none (``swin_cifar``) run untrained, ``pretrained=False`` in the result.
+
+        Requests for the same model that arrive while a forward runs are
+        answered together by the next one (:attr:`classifier`, at most
+        ``CLASSIFY_MAX_BATCH`` images; ``settings.concurrency`` forwards at
+        once), its images spread over the ``settings.torch_threads`` cores.
         """
         spec = models.get_spec(name)
         pretrained = models.weights_status(spec.name) != "untrained"
         model = self.models.get(spec.name, pretrained, report)
-        x = models.create_transform(model.spec)(image).unsqueeze(0)
-        with torch.inference_mode():
-            start = time.perf_counter()
-            logits = model(x)
-            milliseconds = (time.perf_counter() - start) * 1000
-            probabilities = logits.float().softmax(dim=-1)[0]
+        x = models.create_transform(model.spec)(image)  # [3, H, W], in this request's thread
+        # Items of one key are batched together: same model object, same input size.
+        probabilities, milliseconds, batch_size = self.classifier.submit((id(model), tuple(x.shape)), (model, x))
         k = max(1, min(int(top_k), probabilities.numel()))
         values, indices = probabilities.topk(k)
         labels = model.spec.labels
         return Classification(
             probabilities={labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())},
-            milliseconds=milliseconds, model_name=spec.name, pretrained=pretrained)
+            milliseconds=milliseconds, model_name=spec.name, pretrained=pretrained, batch_size=batch_size)
+
+    def _classify_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[tuple]:
+        """The forward for several requests: ``items`` are (model, image tensor
+        ``[3, H, W]``), all of one model and size; per item (softmax
+        probabilities ``[num_classes]``, forward milliseconds, batch size).
+        One image gets all of this thread's cores; several are split over
+        single-threaded forwards, one per core (:class:`SplitForward`)."""
+        start = time.perf_counter()
+        if self._split is not None and len(items) > 1:
+            probabilities = self._split.map(softmax_forward, items)
+        else:
+            probabilities = softmax_forward(items)
+        milliseconds = (time.perf_counter() - start) * 1000
+        return [(row, milliseconds, len(items)) for row in probabilities]
 
     # ------------------------------------------------------------------ Swin
     def load_for_views(self, name: str, report: Report | None = None) -> LoadedModel:

@@ -218,7 +218,8 @@ class Callbacks:
         weights = "pretrained weights" if result.pretrained else \
             "**untrained weights**: these probabilities mean nothing"
         threads = self.service.settings.torch_threads
-        details = (f"**{result.model_name}** · {weights} · the model took **{result.milliseconds:.0f} ms** "
+        batch = f" for a batch of {result.batch_size} images sent at once" if result.batch_size > 1 else ""
+        details = (f"**{result.model_name}** · {weights} · the model took **{result.milliseconds:.0f} ms**{batch} "
                    f"(CPU, {threads} thread{'s' if threads > 1 else ''})")
         return result.probabilities, details, gr.update(value="", visible=False), hidden
 
@@ -287,6 +288,11 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
     images.configure_pil(service.settings.max_pixels)
     callbacks = Callbacks(service)
     model_events = dict(concurrency_id="model", concurrency_limit=service.settings.concurrency)
+    # Classification requests may all enter at once: the service's batcher
+    # queues them and runs at most `concurrency` forwards, each for up to a
+    # batch of waiting requests.
+    classify_events = dict(concurrency_id="classify",
+                           concurrency_limit=service.classifier.max_batch * service.classifier.max_concurrent)
     quick = dict(concurrency_limit=None, show_progress="hidden", api_visibility="private")
     max_stage, max_block, max_head = _swin_upper_bounds()
     first_swin = swin_controls("swin_tiny_patch4_window7_224")
@@ -345,13 +351,13 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
         swin_outputs = [model_input] + [view_images[key] for key in ("windows", "mask", "query", "block", "bias")] \
             + [summary]
         classify_ui = dict(fn=callbacks.classify_ui, inputs=[image, architecture, top_k],
-                           outputs=[label, details, notice, fallback], api_visibility="private", **model_events)
+                           outputs=[label, details, notice, fallback], api_visibility="private", **classify_events)
         swin_ui = dict(fn=callbacks.swin_views_ui, inputs=swin_inputs, outputs=swin_outputs,
                        api_visibility="private", trigger_mode="always_last", **model_events)
 
         # The public API: events no page element triggers, with the page's components as their types.
         gr.on(triggers=[], fn=callbacks.classify, inputs=[image, architecture, top_k], outputs=[label],
-              api_name="classify", **model_events)
+              api_name="classify", **classify_events)
         gr.on(triggers=[], fn=callbacks.swin_views, inputs=swin_inputs, outputs=swin_outputs,
               api_name="swin_views", **model_events)
 

@@ -1,0 +1,249 @@
+"""Run every benchmark and write benchmarks/RESULTS.md: a table per benchmark,
+each figure next to its goal (met / not met).
+
+    python benchmarks/run_all.py [--quick] [--output benchmarks/RESULTS.md]
+
+Each benchmark runs in its own process (its own memory, torch settings and
+time limit) and hands its figures over as JSON; a benchmark that fails or runs
+out of time is reported as such, and the others still are. ``make bench``
+runs this after installing the test dependencies (timm is the reference).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, markdown_table, verdict
+
+HERE = Path(__file__).resolve().parent
+
+# The issue's goals.
+SWIN_T = "swin_tiny_patch4_window7_224"
+LITE0 = "efficientnet_lite0"
+FORWARD_GOALS = {(SWIN_T, 1): 0.90, ("tf_efficientnetv2_s", 1): 1.00, ("tf_efficientnetv2_s", 8): 1.00}
+CAPTURE_GOAL = 1.25              # capture_attention / plain forward
+REQUEST_OVERHEAD_GOAL_MS = 60    # request median - bare forward median
+COLD_START_GOAL_S = 15           # python app.py until the first classification returns
+THROUGHPUT_GOAL = 1.5            # 8 clients at once / one client in a row
+TAIL_GOAL = 3.0                  # slowest request under load / median under load
+
+SHORT = {SWIN_T: "Swin-T", "swin_base_patch4_window12_384": "Swin-B 384", "tf_efficientnetv2_s": "EfficientNetV2-S",
+         LITE0: "EfficientNet-Lite0"}
+
+
+def run(script: str, args: list[str], json_path: Path, timeout_s: float) -> tuple[dict | None, str]:
+    """Run a benchmark script; (its JSON, or None; what went wrong, or "")."""
+    command = [sys.executable, str(HERE / script), *args, "--json", str(json_path)]
+    print(f"\n$ {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    problem = ""
+    try:
+        completed = subprocess.run(command, cwd=ROOT, timeout=timeout_s)
+        if completed.returncode:
+            problem = f"{script} exited with {completed.returncode}"
+    except subprocess.TimeoutExpired:
+        problem = f"{script} ran out of its {timeout_s:.0f} s"
+    print(f"({script}: {time.perf_counter() - start:.0f} s)", flush=True)
+    data = json.loads(json_path.read_text()) if json_path.exists() else None
+    return data, problem
+
+
+def forward_section(models_data: dict | None, problem: str) -> str:
+    if not models_data:
+        return f"Not measured: {problem or 'no results'}."
+    rows = []
+    for r in models_data["rows"]:
+        goal = FORWARD_GOALS.get((r["model"], r["batch"]))
+        rows.append([SHORT.get(r["model"], r["model"]), r["batch"], r["rounds"], f"{r['ours']:.1f}",
+                     f"{r['timm']:.1f}", f"**{r['ratio']:.2f}**", f"<= {goal:.2f}" if goal else "-",
+                     verdict(r["ratio"] <= goal if goal else None), f"{r['fastest_ratio']:.2f}",
+                     "yes" if r["top1_agrees"] else "**no**"])
+    table = markdown_table(["model", "batch", "rounds", "ours ms (median)", "timm ms (median)", "ours / timm", "goal",
+                            "", "fastest ours / fastest timm", "same top-1"], rows)
+    return table + (f"\n\nIncomplete: {problem}." if problem else "")
+
+
+def capture_section(models_data: dict | None, problem: str) -> str:
+    rows = [r for r in (models_data or {}).get("rows", []) if r.get("capture")]
+    if not rows:
+        return f"Not measured: {problem or 'no Swin rows'}."
+    return markdown_table(
+        ["model", "batch", "plain forward ms", "with capture_attention ms", "capture / plain", "goal", ""],
+        [[SHORT.get(r["model"], r["model"]), r["batch"], f"{r['ours']:.1f}", f"{r['capture']:.1f}",
+          f"**{r['capture_ratio']:.2f}**", f"<= {CAPTURE_GOAL:.2f}", verdict(r["capture_ratio"] <= CAPTURE_GOAL)]
+         for r in rows])
+
+
+def app_sections(app: dict | None, problem: str) -> dict[str, str]:
+    if not app or "throughput" not in app:
+        missing = f"Not measured: {problem or 'no results'}."
+        return dict(request=missing, cold=missing, memory=missing, throughput=missing)
+    latency = markdown_table(
+        ["architecture", "requests", "request median ms", "request p95 ms", "bare forward ms", "request / forward",
+         "request - forward ms", "goal", "", "raw HTTP median ms", "gradio_client as it comes, median ms"],
+        [[SHORT.get(r["architecture"], r["architecture"]), r["n"], f"{r['request_median_ms']:.0f}",
+          f"{r['request_p95_ms']:.0f}", f"{r['forward_median_ms']:.0f}", f"{r['ratio']:.2f}",
+          f"**{r['overhead_ms']:.0f}**", f"<= {REQUEST_OVERHEAD_GOAL_MS}",
+          verdict(r["overhead_ms"] <= REQUEST_OVERHEAD_GOAL_MS), f"{r['raw_median_ms']:.0f}",
+          f"{r['default_client_median_ms']:.0f}"] for r in app["latency"]])
+    cold = app["cold_start"]
+    cold_table = markdown_table(
+        ["from `python app.py` (offline) until", "seconds", "goal", ""],
+        [["the page answers", f"{cold['page_s']:.1f}", "-", "-"],
+         ["the first classification returns (efficientnet_lite0, cat photo)",
+          f"**{cold['first_classification_s']:.1f}**", f"<= {COLD_START_GOAL_S}",
+          verdict(cold["first_classification_s"] <= COLD_START_GOAL_S)],
+         ["(then) the first Swin-T request returns, loading the model", f"{cold['first_swin_t_request_s']:.1f}", "-",
+          "-"]])
+    memory = app["memory"]
+    memory_table = markdown_table(
+        ["resident memory of the app process (VmRSS)", "MiB"],
+        [["after start (page answers, no model loaded)", f"{memory['after_start_mb']:.0f}"],
+         ["after the first classification (EfficientNet-Lite0 loaded)", f"{memory['after_lite0_mb']:.0f}"],
+         ["after loading Swin-T", f"{memory['after_swin_t_mb']:.0f}"]])
+    throughput = markdown_table(
+        ["architecture", "one client in a row, req/s", "8 clients at once, req/s", "ratio", "goal", "",
+         "median ms under load", "slowest ms under load", "slowest / median", "goal", ""],
+        [[SHORT.get(r["architecture"], r["architecture"]), f"{r['serial_rps']:.2f}", f"{r['concurrent_rps']:.2f}",
+          f"**{r['ratio']:.2f}**", f">= {THROUGHPUT_GOAL}", verdict(r["ratio"] >= THROUGHPUT_GOAL),
+          f"{r['concurrent_median_ms']:.0f}", f"{r['concurrent_max_ms']:.0f}", f"**{r['tail_ratio']:.2f}**",
+          f"<= {TAIL_GOAL:.0f}", verdict(r["tail_ratio"] <= TAIL_GOAL)] for r in app["throughput"]])
+    return dict(request=latency, cold=cold_table, memory=memory_table, throughput=throughput)
+
+
+def machine_line(*sources: dict | None) -> str:
+    about = next((s["machine"] for s in sources if s and "machine" in s), None)
+    if not about:
+        return ""
+    flags = "AVX-512 bf16" if about.get("avx512_bf16") else about.get("cpu_capability", "")
+    return (f"{about['cpu']} ({flags}), {about['cores']} cores, torch {about['torch']} with {about['torch_threads']} "
+            f"threads, timm {about.get('timm', '?')}, gradio {about.get('gradio', '?')}, Python {about['python']}, "
+            f"commit {about.get('commit', '?')}")
+
+
+def load_line(models_data: dict | None, app: dict | None) -> str:
+    """The machine's 1-minute load average around each benchmark: above the
+    number of cores, other work was competing for the CPU."""
+    parts = []
+    for label, data in (("model benchmark", models_data), ("app benchmark", app)):
+        about = (data or {}).get("machine", {})
+        start, end = about.get("load_average_start"), about.get("load_average_end")
+        if start is not None and end is not None:
+            parts.append(f"{label} {start:.1f} -> {end:.1f}")
+    return f"1-minute load average (start -> end): {', '.join(parts)}." if parts else ""
+
+
+def write_results(path: Path, models_data, models_problem, app, app_problem, seconds: float) -> str:
+    app_parts = app_sections(app, app_problem)
+    today = datetime.date.today().isoformat()
+    text = f"""# Benchmark results
+
+Written by `make bench` (`benchmarks/run_all.py`) on {today}, in {seconds / 60:.1f} minutes, on:
+{machine_line(models_data, app)}.
+{load_line(models_data, app)}
+
+Every ratio compares two things measured in the same process, interleaved
+(a, b, a, b, ...), as medians; a shared machine's load then affects both
+alike. Absolute milliseconds move with the load (here +-10 % from run to run,
+more while other work runs), the ratios much less. Re-run with `make bench`.
+
+## Model forward, ours / timm
+
+`benchmarks/bench_models.py`: the same random weights (timm's model, BatchNorm
+statistics measured on random images, converted into ours), fp32, the model's
+input size, `torch.inference_mode()`, on a worker thread as the app runs its
+models. Each row: 3 to 40 interleaved rounds (a third of that for batch 8),
+about 20 s at most. EfficientNet-Lite0's reference is timm's
+`tf_efficientnet_lite0`. Goals apply to the median ratio; the ratio of the
+fastest runs beside it shows how far the machine's load moved it.
+
+{forward_section(models_data, models_problem)}
+
+## capture_attention / plain forward
+
+The same script: a Swin forward inside `models.capture_attention` (explicit
+softmax, every block's attention kept) against the plain (fused) forward, on
+one image as the app's views run it.
+
+{capture_section(models_data, models_problem)}
+
+## One request through the app
+
+`benchmarks/bench_app.py`: `python app.py` in a subprocess (loopback,
+`HF_HUB_OFFLINE=1`), `/classify` with `assets/examples/cat.jpg` and top-5
+through `gradio_client`, against the bare forward of the same model on the
+same preprocessed image (batch 1, the app's thread count) in the benchmark's
+process, the two interleaved. Swin-T's weights: timm's Swin-T with random
+weights, saved as timm publishes it, served by the tests' loopback fake Hub
+and downloaded into the Hub cache the app reads (its forward costs what the
+pretrained one does).
+
+{app_parts['request']}
+
+*request - forward* is what the app and the client add to the model. It
+includes gradio_client's own costs: it checks its message queue every 50 ms,
+so a result waits for the next tick (0 to 50 ms, the main part of the
+overhead). The figures use `gradio_client.Client(url, ssl_verify=<one
+ssl.SSLContext>)`: as it comes, gradio_client builds a fresh TLS context, with
+the CA certificates loaded (~20 ms each here), for each of the three HTTP
+calls of every request, even to an `http://` URL (column *as it comes*). *raw
+HTTP* makes the same three calls (upload, join the queue, read the event
+stream) on a kept-alive connection without polling: the server's own time.
+
+## Cold start
+
+The same script, same app process: from starting `python app.py` with an
+empty Hub cache except the Swin-T checkpoint above.
+
+{app_parts['cold']}
+
+## Resident memory
+
+{app_parts['memory']}
+
+## Throughput: 8 clients at once / one client in a row
+
+The same app: one client sending requests one after the other, then 8 clients
+(threads, each its own `gradio_client.Client`) sending the same number of
+requests together, alternately, twice; throughput = requests / wall time.
+Requests that queue while a forward runs are answered together by the next
+one (`demo/batching.py`, up to 8 images), its images spread over the cores as
+single-threaded forwards side by side (`demo/split_forward.py`); a lone
+request gets one forward with every thread.
+
+{app_parts['throughput']}
+"""
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test of the benchmarks)")
+    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--models-timeout", type=float, default=450, help="seconds (the whole run: ~10 minutes)")
+    parser.add_argument("--app-timeout", type=float, default=240)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    model_args = ["--repeats", "5", "--budget", "5"] if args.quick else []
+    app_args = ["--requests", "8", "--budget", "10", "--rounds", "1"] if args.quick else []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        models_data, models_problem = run("bench_models.py", model_args, Path(tmp) / "models.json",
+                                          args.models_timeout)
+        app, app_problem = run("bench_app.py", app_args, Path(tmp) / "app.json", args.app_timeout)
+    text = write_results(Path(args.output), models_data, models_problem, app, app_problem,
+                         time.perf_counter() - start)
+    print("\n" + text)
+    print(f"Written to {args.output}")
+    if models_problem or app_problem:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
