@@ -145,14 +145,26 @@ def test_at_most_max_concurrent_batches_run_at_once():
             assert [f.result(BOUND_S) for f in futures] == list(range(6))
 
 
-def test_a_wait_window_gathers_requests_that_arrive_soon_after():
+def test_after_a_batch_of_n_the_next_one_waits_for_n_requests_then_a_lone_one_runs_alone():
     recorder = Recorder()
-    recorder.release.set()
-    batcher = MicroBatcher(recorder, max_batch=4, max_wait_s=BOUND_S)  # runs once 4 have come
+    batcher = MicroBatcher(recorder, max_batch=8, max_wait_s=BOUND_S)
+    submit_all(batcher, recorder, [("k", i) for i in range(5)])  # batches of 1, then 4
+    # Four clients answered together send again, one after the other: the
+    # first waits for the other three instead of running alone.
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(batcher.submit, "k", i) for i in range(4)]
-        assert sorted(f.result(BOUND_S) for f in futures) == [("k", i * 10) for i in range(4)]
-    assert [len(items) for _, items in recorder.batches] == [4]
+        futures = []
+        for i in range(5, 9):
+            futures.append(pool.submit(batcher.submit, "k", i))
+            wait_until(lambda: batcher.waiting == len(futures) or len(recorder.batches) == 3, "the request to queue")
+        assert [f.result(BOUND_S) for f in futures] == [("k", i * 10) for i in range(5, 9)]
+    assert [len(items) for _, items in recorder.batches] == [1, 4, 4]
+
+    recorder = Recorder()
+    quick = MicroBatcher(recorder, max_batch=8, max_wait_s=0.01)
+    submit_all(quick, recorder, [("k", i) for i in range(5)])  # batches of 1, then 4
+    assert quick.submit("k", 9) == ("k", 90)  # waited at most 10 ms for company, then ran alone
+    assert quick.submit("k", 10) == ("k", 100)  # after a batch of one nothing waits
+    assert list(quick.batch_sizes) == [1, 4, 1, 1]
 
 
 # ---------------------------------------------------------------- a batch over the cores
