@@ -117,6 +117,18 @@ def app_sections(app: dict | None, problem: str) -> dict[str, str]:
     return dict(request=latency, cold=cold_table, memory=memory_table, throughput=throughput)
 
 
+def batch_cost_line(models_data: dict | None) -> str:
+    """What a batch of 8 costs per image, against a forward of one (from the model table)."""
+    rows = {(r["model"], r["batch"]): r["ours"] for r in (models_data or {}).get("rows", [])}
+    parts = [f"{SHORT.get(name, name)} {rows[(name, 8)] / 8 / rows[(name, 1)]:.2f}"
+             for name in (LITE0, SWIN_T) if (name, 1) in rows and (name, 8) in rows]
+    if not parts:
+        return ""
+    return (f"Per image, one forward of 8 images costs {', '.join(parts)} times a forward of one (model table "
+            "above). Where that is about 1 (Swin-T on this CPU), 8 clients gain only by overlapping the app's and "
+            "the clients' own work per request with the forwards.")
+
+
 def machine_line(*sources: dict | None) -> str:
     about = next((s["machine"] for s in sources if s and "machine" in s), None)
     if not about:
@@ -218,6 +230,8 @@ single-threaded forwards side by side (`demo/split_forward.py`); a lone
 request gets one forward with every thread.
 
 {app_parts['throughput']}
+
+{batch_cost_line(models_data)}
 """
     path.write_text(text, encoding="utf-8")
     return text
