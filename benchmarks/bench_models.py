@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (in_worker_thread, interleaved_ms, load_average, machine, markdown_table, median,  # noqa: E402
+from common import (in_worker_thread, interleaved_ms, load_average, machine, median,  # noqa: E402
                     write_json)
 
 import models  # noqa: E402

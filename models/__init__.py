@@ -18,7 +18,7 @@ from .registry import ALIASES, BUNDLED, HUB, NONE, OFFLINE_DEFAULT, ModelSpec, g
 from .transforms import create_transform
 
 __all__ = [
-    "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
+    "ALIASES", "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
     "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "weights_status",
 ]
 

@@ -29,6 +29,7 @@ def fake_hub(monkeypatch, tmp_path):
 # The app under test (tests/test_app.py, tests/test_browser.py)
 # ---------------------------------------------------------------------------
 
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -57,21 +58,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """``python app.py`` in a subprocess, the way Spaces runs it: on loopback,
-    a free port, Hub offline with an empty cache (so it never tries the
-    network and Swin weights are unavailable), uploads limited to
-    ``APP_UPLOAD_LIMIT_MB``."""
-    home = tmp_path_factory.mktemp("app")
+@contextlib.contextmanager
+def running_app(home: Path, **env_overrides: str):
+    """``python app.py`` in a subprocess, the way Spaces runs it: on loopback
+    and a free port, with a Hub cache under ``home``; no ``HF_*``, ``GRADIO_*``
+    or ``APP_*`` setting of the test's own environment leaks in, only
+    ``env_overrides``. Yields an :class:`AppServer` once the page answers."""
     hub_cache = home / "hf" / "hub"
     hub_cache.mkdir(parents=True)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_", "APP_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "GRADIO_", "APP_", "HUGGING_FACE_")) and k != "TRANSFORMERS_OFFLINE"}
     env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(home / "gradio"), HF_HUB_OFFLINE="1", HF_HOME=str(home / "hf"),
-               HF_HUB_CACHE=str(hub_cache), HF_HUB_DISABLE_TELEMETRY="1", APP_MAX_UPLOAD_MB=str(APP_UPLOAD_LIMIT_MB),
-               PYTHONUNBUFFERED="1")
+               GRADIO_TEMP_DIR=str(home / "gradio"), HF_HOME=str(home / "hf"), HF_HUB_CACHE=str(hub_cache),
+               HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
+    env.update(env_overrides)
     log = home / "app.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
@@ -99,3 +100,13 @@ def app_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The app with the Hub offline and an empty cache (so it never tries the
+    network and Swin weights are unavailable), uploads limited to
+    ``APP_UPLOAD_LIMIT_MB``."""
+    with running_app(tmp_path_factory.mktemp("app"), HF_HUB_OFFLINE="1",
+                     APP_MAX_UPLOAD_MB=str(APP_UPLOAD_LIMIT_MB)) as server:
+        yield server

@@ -13,14 +13,10 @@ printed.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 import corpus
 import models
-from conftest import ROOT, AppServer, _free_port
+from conftest import ROOT, running_app
 from fakehub import FakeHub
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -67,46 +63,12 @@ def hub(checkpoint):
 
 @pytest.fixture(scope="module")
 def app(hub, tmp_path_factory):
-    home = tmp_path_factory.mktemp("app-with-hub")
-    hub_cache = home / "hf" / "hub"
-    hub_cache.mkdir(parents=True)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "GRADIO_", "APP_", "HUGGING_FACE_")) and k != "TRANSFORMERS_OFFLINE"}
-    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(home / "gradio"), HF_ENDPOINT=hub.endpoint, HF_HOME=str(home / "hf"),
-               HF_HUB_CACHE=str(hub_cache), HF_HUB_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_ETAG_TIMEOUT=str(ETAG_TIMEOUT_S), HF_HUB_DOWNLOAD_TIMEOUT=str(ETAG_TIMEOUT_S),
-               # Ask the Hub again at once after a failure (the default, 120 s, would answer from the failure),
-               # and keep one model loaded at a time, so that Swin-T is fetched afresh in every case.
-               APP_DOWNLOAD_RETRY_S="0", APP_MODEL_CACHE_MB="50", PYTHONUNBUFFERED="1")
-    log = home / "app.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    server = AppServer(f"http://127.0.0.1:{port}/", port, log, process, hub_cache)
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"python app.py exited with {process.returncode}:\n{server.output()}")
-            try:
-                with urllib.request.urlopen(server.url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"python app.py did not answer within 120 s:\n{server.output()}")
-            time.sleep(0.5)
+    with running_app(tmp_path_factory.mktemp("app-with-hub"), HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0",
+                     HF_HUB_ETAG_TIMEOUT=str(ETAG_TIMEOUT_S), HF_HUB_DOWNLOAD_TIMEOUT=str(ETAG_TIMEOUT_S),
+                     # Ask the Hub again at once after a failure (the default, 120 s, would answer from the
+                     # failure), and keep one model loaded at a time, so that Swin-T is fetched afresh every case.
+                     APP_DOWNLOAD_RETRY_S="0", APP_MODEL_CACHE_MB="50") as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
