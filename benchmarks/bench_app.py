@@ -227,8 +227,7 @@ def bare_models(swin_reference) -> dict[str, tuple]:
     image = images.load_image(CAT)
     lite0 = models.create_model(LITE0, pretrained=True)
     swin = models.create_model(SWIN_T)
-    state = models.swin.convert_timm_state_dict(swin_reference.state_dict())
-    models.hub.load_state_dict_strict(swin, state, "timm")
+    models.load_timm_state_dict(swin, swin_reference.state_dict())
     return {name: (model, models.create_transform(model.spec)(image).unsqueeze(0))
             for name, model in ((LITE0, lite0), (SWIN_T, swin))}
 

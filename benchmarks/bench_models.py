@@ -26,6 +26,9 @@ from common import (in_worker_thread, interleaved_ms, load_average, machine, med
 
 import models  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from timm_reference import calibrate_batchnorm  # noqa: E402
+
 DEFAULT_MODELS = ["swin_tiny_patch4_window7_224", "swin_base_patch4_window12_384", "tf_efficientnetv2_s",
                   "efficientnet_lite0"]
 
@@ -36,30 +39,10 @@ def timm_twin(name: str):
 
     spec = models.get_spec(name)
     reference = timm.create_model(spec.name if spec.hf_hub_id else "tf_efficientnet_lite0").eval()
-    calibrate_batchnorm(reference)
+    calibrate_batchnorm(reference, torch.Generator().manual_seed(0), 224)
     ours = models.create_model(name)
-    if spec.is_swin:
-        state = models.swin.convert_timm_state_dict(reference.state_dict())
-    else:
-        state = models.efficientnet.convert_timm_state_dict(reference.state_dict(), ours)
-    models.hub.load_state_dict_strict(ours, state, "timm")
+    models.load_timm_state_dict(ours, reference.state_dict())
     return ours, reference
-
-
-def calibrate_batchnorm(model: torch.nn.Module) -> None:
-    """BatchNorm statistics measured on random images, as training would leave
-    them, so that activations stay of order one through the random network
-    (no overflow, no denormals: the timings are those of real weights)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
-    model.eval()
 
 
 def capture_forward(model):

@@ -19,7 +19,8 @@ from .transforms import create_transform
 
 __all__ = [
     "ALIASES", "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
-    "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "weights_status",
+    "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict",
+    "weights_status",
 ]
 
 
@@ -30,6 +31,13 @@ def _convert(spec: ModelSpec, state_dict: dict, model: torch.nn.Module, layout: 
     if spec.family == "swin":
         return swin.convert_timm_state_dict(state_dict)
     return efficientnet.convert_timm_state_dict(state_dict, model)
+
+
+def load_timm_state_dict(model: torch.nn.Module, state_dict: dict, source: str = "timm") -> None:
+    """Load a state dict in timm's layout (a timm model's ``state_dict()``, or
+    a Hub checkpoint) into ``model``, converted and strictly, as
+    ``create_model(pretrained=True)`` does."""
+    load_state_dict_strict(model, _convert(model.spec, state_dict, model, "timm"), source)
 
 
 def create_model(name: str, pretrained: bool = False, *, tqdm_class=None, **overrides) -> torch.nn.Module:

@@ -12,6 +12,7 @@ from timm.models import save_for_hf
 from timm.utils import AttentionExtract
 
 import models
+from timm_reference import calibrate_batchnorm
 
 TOLERANCE = 1e-4
 
@@ -65,23 +66,7 @@ def randomize(model: torch.nn.Module) -> None:
         params = dict(model.named_parameters())
         for block, norm in last_norm.items():
             params[f"{block}.{norm}.weight"].mul_(0.2)
-    calibrate_batchnorm(model, g)
-
-
-def calibrate_batchnorm(model: torch.nn.Module, g: torch.Generator) -> None:
-    """Running statistics measured on random images, as training would leave
-    them: per-channel, informative, and keeping activations of order one
-    through a deep random network (so that fp32 rounding stays small)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(2, 3, 320, 320, generator=g))
-    model.eval()
+    calibrate_batchnorm(model, g, 320)
 
 
 def publish(hub, name, tmp_path):
@@ -145,8 +130,7 @@ def test_our_lite0_architecture_is_timms_tf_efficientnet_lite0():
     reference = timm.create_model("tf_efficientnet_lite0").eval()
     randomize(reference)
     model = models.create_model("efficientnet_lite0")
-    state = models.efficientnet.convert_timm_state_dict(reference.state_dict(), model)
-    models.hub.load_state_dict_strict(model, state, "timm tf_efficientnet_lite0")
+    models.load_timm_state_dict(model, reference.state_dict(), "timm tf_efficientnet_lite0")
     for size in ((224, 224), (241, 187)):
         x = torch.randn(2, 3, *size)
         with torch.inference_mode():
