@@ -4,10 +4,10 @@ batch function answers several of them.
 The app's requests arrive on Gradio's worker threads, one image each, and
 while one forward runs the next requests can only wait: :class:`MicroBatcher`
 lets them queue and answers all that are waiting with the next call, instead
-of one forward (and one more wait) each. No thread of its own: the first
-waiting caller that finds a free slot runs the next batch (perhaps other
-callers' requests), and every caller returns as soon as its own result is
-there.
+of one forward (and one more wait) each. No thread of its own: when a lane
+is free, the caller of the oldest waiting request runs the next batch (its
+own request and others'), and every caller returns as soon as its own
+result is there.
 
 No Gradio and no torch here; tests drive it with plain functions.
 """
@@ -33,42 +33,54 @@ class _Request(Generic[T, R]):
 
 
 class MicroBatcher(Generic[T, R]):
-    """Serve concurrent :meth:`submit` calls in batches.
+    """Serve concurrent :meth:`submit` calls in batches, on ``lanes`` at once.
 
     ``run_batch(key, items)`` gets up to ``max_batch`` items that were
     submitted with the same ``key`` (items of one key must be batchable
     together: same model, same input size) and returns one result per item,
-    in order. At most ``max_concurrent`` batches run at once; requests wait
-    in arrival order and a batch is formed around the oldest one.
+    in order. Requests wait in arrival order and a batch is formed around the
+    oldest one; at most ``lanes`` batches run at once, and a batch takes its
+    share of what waits: the waiting requests of its key divided among the
+    free lanes (all of them when there is one lane).
 
-    A batch takes whatever has queued while the previous one ran; under load
-    that is most of the clients. ``max_wait_s`` (default 0: no waiting): how
-    long a batch smaller than the previous one of its key waits for more
-    requests. Clients answered by one batch send their next requests nearly
-    together, and without a wait the first to arrive runs alone and the rest
-    after it (batches of 1, 7, 1, 7, ...); a wait merges them, at the cost of
-    up to ``max_wait_s`` for a lone request after a busy spell (once: after a
-    batch of one nothing waits). On 2 cores, where a batch costs about what
-    its images cost one by one, a 50 ms wait changed the app's throughput by
-    less than the noise, so the app does not wait.
+    ``wide_lanes`` > 1 (at most ``lanes``): a batch that finds nothing else
+    running and nothing else waiting holds ``wide_lanes`` lanes instead of
+    one, and ``run_batch`` is told so: it is called as
+    ``run_batch(key, items, wide=...)``. The app uses this to give a lone
+    request every core, and requests that queue one single-threaded forward
+    per core; a wide batch blocks the lanes it holds, so the cores are never
+    asked for more threads than they have.
+
+    ``max_wait_s`` (default 0: no waiting): how long a batch smaller than the
+    previous one of its key waits for more requests. Clients answered by one
+    batch send their next requests nearly together, and without a wait the
+    first to arrive runs alone and the rest after it (batches of 1, 7, 1, 7,
+    ...); a wait merges them, at the cost of up to ``max_wait_s`` for a lone
+    request after a busy spell (once: after a batch of one nothing waits).
+    With a lane per core that pattern costs nothing (the rest start on the
+    free lanes), so the app does not wait.
 
     When a batch fails, its items are run again one by one, so that an item
     that cannot be processed fails alone and the others get their results.
     """
 
-    def __init__(self, run_batch: Callable[[Hashable, list[T]], Sequence[R]], max_batch: int = 8,
-                 max_wait_s: float = 0.0, max_concurrent: int = 1):
-        if max_batch < 1 or max_concurrent < 1:
-            raise ValueError("max_batch and max_concurrent must be at least 1.")
+    def __init__(self, run_batch: Callable[..., Sequence[R]], max_batch: int = 8,
+                 max_wait_s: float = 0.0, lanes: int = 1, wide_lanes: int = 1):
+        if max_batch < 1 or lanes < 1:
+            raise ValueError("max_batch and lanes must be at least 1.")
+        if not 1 <= wide_lanes <= lanes:
+            raise ValueError("wide_lanes must be between 1 and lanes.")
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self.max_concurrent = max_concurrent
+        self.lanes = lanes
+        self.wide_lanes = wide_lanes
         self._run_batch = run_batch
         self._pending: deque[_Request[T, R]] = deque()
-        self._running = 0
+        self._busy_lanes = 0
         self._last_size: dict[Hashable, int] = {}  # size of the previous batch of each key
         self._cond = threading.Condition()
-        self.batch_sizes: deque[int] = deque(maxlen=1000)  # the most recent batches, for benchmarks and tests
+        # The most recent batches as (size, wide), for benchmarks and tests.
+        self.batches: deque[tuple[int, bool]] = deque(maxlen=1000)
 
     def submit(self, key: Hashable, item: T) -> R:
         """Block until ``item`` has been processed (in some batch); its result,
@@ -79,20 +91,33 @@ class MicroBatcher(Generic[T, R]):
             self._cond.notify_all()
         while True:
             with self._cond:
-                while not request.done and (self._running >= self.max_concurrent or not self._pending):
+                # The oldest waiting request's caller runs the next batch (which
+                # holds it), so that no caller runs a batch without its own
+                # request and waits for that one after its own result came.
+                while not request.done and (self._busy_lanes >= self.lanes or not self._pending
+                                            or self._pending[0] is not request):
                     self._cond.wait()
                 if request.done:
                     break
-                self._running += 1
+                self._busy_lanes += 1  # this runner's lane, held while it forms its batch
                 batch = self._take_batch()
+                # Alone: nothing else waits, and the lanes a wide batch needs are free.
+                wide = (self.wide_lanes > 1 and bool(batch) and not self._pending
+                        and self._busy_lanes - 1 + self.wide_lanes <= self.lanes)
+                held = self.wide_lanes if wide else 1
+                self._busy_lanes += held - 1
+                if batch:
+                    self.batches.append((len(batch), wide))
+                if self._pending:  # a new oldest request: its caller may run the next batch
+                    self._cond.notify_all()
             try:
                 if batch:
-                    self._run(batch)
+                    self._run(batch, wide)
             finally:
                 with self._cond:
                     for finished in batch:
                         finished.done = True
-                    self._running -= 1
+                    self._busy_lanes -= held
                     self._cond.notify_all()
         if request.error is not None:
             raise request.error
@@ -105,9 +130,11 @@ class MicroBatcher(Generic[T, R]):
             return len(self._pending)
 
     def _take_batch(self) -> list[_Request[T, R]]:
-        """Up to ``max_batch`` pending requests with the oldest one's key,
-        oldest first, removed from the queue (empty when another runner took
-        them while this one waited). Called with the lock held."""
+        """The oldest pending request and others of its key, oldest first: up
+        to ``max_batch``, and no more than their share of the free lanes;
+        removed from the queue (empty when another runner took them while this
+        one waited). Called with the lock held and this runner's lane counted
+        busy."""
         if self.max_wait_s > 0:
             key = self._pending[0].key
             wanted = min(self.max_batch, self._last_size.get(key, 1))
@@ -120,22 +147,26 @@ class MicroBatcher(Generic[T, R]):
         if not self._pending:
             return []
         key = self._pending[0].key
+        same_key = sum(r.key == key for r in self._pending)
+        free_lanes = self.lanes - self._busy_lanes + 1  # this runner's lane and the idle ones
+        limit = min(self.max_batch, -(-same_key // free_lanes))
         batch, rest = [], deque()
         for request in self._pending:
-            if request.key == key and len(batch) < self.max_batch:
+            if request.key == key and len(batch) < limit:
                 batch.append(request)
             else:
                 rest.append(request)
         self._pending = rest
         self._last_size[key] = len(batch)
-        self.batch_sizes.append(len(batch))
         return batch
 
-    def _run(self, batch: list[_Request[T, R]]) -> None:
+    def _run(self, batch: list[_Request[T, R]], wide: bool) -> None:
         """Fill in every request's result or error; raises only for what is
         not an ``Exception`` (KeyboardInterrupt, SystemExit)."""
         try:
-            results = list(self._run_batch(batch[0].key, [r.item for r in batch]))
+            key, items = batch[0].key, [r.item for r in batch]
+            results = list(self._run_batch(key, items, wide=wide) if self.wide_lanes > 1
+                           else self._run_batch(key, items))
             if len(results) != len(batch):
                 raise RuntimeError(f"The batch function returned {len(results)} results for {len(batch)} items.")
         except Exception as error:
@@ -143,7 +174,7 @@ class MicroBatcher(Generic[T, R]):
                 batch[0].error = error
                 return
             for request in batch:  # find the item that fails; the others still get their results
-                self._run([request])
+                self._run([request], wide)
             return
         except BaseException as error:
             for request in batch:

@@ -24,7 +24,7 @@ from PIL import Image
 import models
 from demo import views
 from demo.batching import MicroBatcher
-from demo.split_forward import SplitForward
+from demo.cores import CoreWorkers
 
 # Progress callback: (fraction done or None, what is happening).
 Report = Callable[[float | None, str], None]
@@ -63,7 +63,9 @@ class Settings:
     kept so that clicking around re-uses one forward. ``APP_MAX_PIXELS``
     [40000000]: larger images are refused before decoding.
     ``APP_MAX_UPLOAD_MB`` [25]: larger uploads are refused by the server.
-    ``APP_CONCURRENCY`` [1]: model forwards running at once.
+    ``APP_CONCURRENCY`` [1]: model forwards running at once (classification:
+    a lone request's forward; requests that queue get concurrency x threads
+    single-threaded forwards side by side, one per core).
     ``APP_QUEUE_SIZE`` [64]: requests waiting at most; more are turned away.
     ``APP_TORCH_THREADS`` [CPUs / concurrency]: threads per forward.
     ``APP_DOWNLOAD_RETRY_S`` [120]: after the Hub failed for a model, how long
@@ -321,10 +323,14 @@ class InferenceService:
                                  on_evict=self._forget_forwards)
         self._forwards: ByteLRU[tuple, SwinForward] = ByteLRU(
             self.settings.attention_cache_mb * 2**20, lambda f: f.nbytes)
-        self.classifier = MicroBatcher(self._classify_batch, max_batch=CLASSIFY_MAX_BATCH,
-                                       max_concurrent=self.settings.concurrency)
-        # A batch of several images runs as single-threaded forwards side by side.
-        self._split = SplitForward(self.settings.torch_threads) if self.settings.torch_threads > 1 else None
+        # A lane per core: a lone request's forward holds the `torch_threads`
+        # lanes of its threads; requests that queue get single-threaded
+        # forwards, one per lane (on `_cores`).
+        threads = self.settings.torch_threads
+        lanes = self.settings.concurrency * threads
+        self.classifier = MicroBatcher(self._classify_batch, max_batch=CLASSIFY_MAX_BATCH, lanes=lanes,
+                                       wide_lanes=threads)
+        self._cores = CoreWorkers(lanes) if threads > 1 else None
 
     # ------------------------------------------------------------------ classification
     def classify(self, image: Image.Image, name: str, top_k: int = 5,
@@ -335,10 +341,11 @@ class InferenceService:
         ``WeightsUnavailableError`` when they cannot be had. Architectures with
         none (``swin_cifar``) run untrained, ``pretrained=False`` in the result.
 
-        Requests for the same model that arrive while a forward runs are
-        answered together by the next one (:attr:`classifier`, at most
-        ``CLASSIFY_MAX_BATCH`` images; ``settings.concurrency`` forwards at
-        once), its images spread over the ``settings.torch_threads`` cores.
+        A request that finds the CPU free gets one forward with
+        ``settings.torch_threads`` threads. Requests for the same model that
+        arrive while forwards run wait and are answered in batches (at most
+        ``CLASSIFY_MAX_BATCH`` images), by single-threaded forwards side by
+        side, one per core (:attr:`classifier`).
         """
         spec = models.get_spec(name)
         pretrained = models.weights_status(spec.name) != "untrained"
@@ -353,15 +360,16 @@ class InferenceService:
             probabilities={labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())},
             milliseconds=milliseconds, model_name=spec.name, pretrained=pretrained, batch_size=batch_size)
 
-    def _classify_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[tuple]:
+    def _classify_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]],
+                        wide: bool = True) -> list[tuple]:
         """The forward for several requests: ``items`` are (model, image tensor
         ``[3, H, W]``), all of one model and size; per item (softmax
         probabilities ``[num_classes]``, forward milliseconds, batch size).
-        One image gets all of this thread's cores; several are split over
-        single-threaded forwards, one per core (:class:`SplitForward`)."""
+        ``wide``: in this thread, with its ``torch_threads`` threads (the
+        process default); otherwise on a single-threaded core worker."""
         start = time.perf_counter()
-        if self._split is not None and len(items) > 1:
-            probabilities = self._split.map(softmax_forward, items)
+        if self._cores is not None and not wide:
+            probabilities = self._cores.run(softmax_forward, items)
         else:
             probabilities = softmax_forward(items)
         milliseconds = (time.perf_counter() - start) * 1000

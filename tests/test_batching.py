@@ -14,7 +14,7 @@ from conftest import ROOT
 from demo import images
 from demo.batching import MicroBatcher
 from demo.service import InferenceService, Settings
-from demo.split_forward import SplitForward
+from demo.cores import CoreWorkers
 from demo.ui import Callbacks, build_demo
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -89,7 +89,7 @@ def test_every_caller_gets_its_own_result_and_batches_fill_up():
     # The first ran alone; the 20 that queued behind it ran as 8 + 8 + 4, oldest first.
     assert [len(items) for _, items in recorder.batches] == [1, 8, 8, 4]
     assert sorted(i for _, items in recorder.batches for i in items) == list(range(21))
-    assert list(batcher.batch_sizes) == [1, 8, 8, 4]
+    assert list(batcher.batches) == [(1, False), (8, False), (8, False), (4, False)]
     assert batcher.waiting == 0
 
 
@@ -122,25 +122,25 @@ def test_a_batch_function_returning_the_wrong_number_of_results_is_an_error_for_
         batcher.submit("k", 1)
 
 
-def test_at_most_max_concurrent_batches_run_at_once():
-    for max_concurrent in (1, 2):
-        started = threading.Barrier(max_concurrent + 1)
+def test_at_most_one_batch_per_lane_runs_at_once():
+    for lanes in (1, 2):
+        started = threading.Barrier(lanes + 1)
         gate = threading.Event()
         active = []
 
         def run(key, items):
             active.append(1)
-            if len(active) <= max_concurrent:
+            if len(active) <= lanes:
                 started.wait(BOUND_S)
                 gate.wait(BOUND_S)
             return items
 
-        batcher = MicroBatcher(run, max_batch=1, max_concurrent=max_concurrent)
+        batcher = MicroBatcher(run, max_batch=1, lanes=lanes)
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(batcher.submit, "k", i) for i in range(6)]
-            started.wait(BOUND_S)  # max_concurrent batches are running...
-            wait_until(lambda: batcher.waiting == 6 - max_concurrent, "the others to queue")
-            assert len(active) == max_concurrent  # ...and no more
+            started.wait(BOUND_S)  # a batch per lane is running...
+            wait_until(lambda: batcher.waiting == 6 - lanes, "the others to queue")
+            assert len(active) == lanes  # ...and no more
             gate.set()
             assert [f.result(BOUND_S) for f in futures] == list(range(6))
 
@@ -164,26 +164,91 @@ def test_after_a_batch_of_n_the_next_one_waits_for_n_requests_then_a_lone_one_ru
     submit_all(quick, recorder, [("k", i) for i in range(5)])  # batches of 1, then 4
     assert quick.submit("k", 9) == ("k", 90)  # waited at most 10 ms for company, then ran alone
     assert quick.submit("k", 10) == ("k", 100)  # after a batch of one nothing waits
-    assert list(quick.batch_sizes) == [1, 4, 1, 1]
+    assert [size for size, _ in quick.batches] == [1, 4, 1, 1]
+
+
+def test_a_lone_request_runs_wide_and_those_that_queue_behind_it_share_the_lanes():
+    """lanes=2, wide_lanes=2 (the app on 2 cores): a request alone holds both
+    lanes, nothing starts beside it, and the 5 that queued meanwhile run as
+    two single-lane batches side by side, 3 + 2."""
+    release, calls = threading.Event(), []
+
+    def run(key, items, wide):
+        calls.append((list(items), wide))
+        if len(calls) == 1:
+            release.wait(BOUND_S)  # hold the wide batch while the others queue
+        elif len(calls) == 2:  # hold the first lane until the second took the rest
+            wait_until(lambda: batcher.waiting == 0, "the second lane to take its batch")
+        return [item * 10 for item in items]
+
+    batcher = MicroBatcher(run, max_batch=8, lanes=2, wide_lanes=2)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher.submit, "k", 0)
+        wait_until(lambda: len(calls) == 1, "the first batch to start")
+        rest = [pool.submit(batcher.submit, "k", i) for i in range(1, 6)]
+        wait_until(lambda: batcher.waiting == 5, "the others to queue")
+        assert len(calls) == 1  # the wide batch holds both lanes: nothing started beside it
+        release.set()
+        assert [first.result(BOUND_S)] + [f.result(BOUND_S) for f in rest] == [i * 10 for i in range(6)]
+    assert calls == [([0], True), ([1, 2, 3], False), ([4, 5], False)]
+    assert list(batcher.batches) == [(1, True), (3, False), (2, False)]
+    # Idle again: the next lone request gets both lanes.
+    assert batcher.submit("k", 7) == 70
+    assert calls[-1] == ([7], True)
+
+
+def test_a_request_that_arrives_while_one_lane_is_busy_starts_on_the_other():
+    gates = {0: threading.Event(), 1: threading.Event()}  # items whose batch is held until released
+    calls = []
+
+    def run(key, items, wide):
+        calls.append((list(items), wide))
+        for item in items:
+            if item in gates and not gates[item].wait(BOUND_S):
+                raise RuntimeError("never released")
+        return [item * 10 for item in items]
+
+    batcher = MicroBatcher(run, max_batch=8, lanes=2, wide_lanes=2)
+    with ThreadPoolExecutor(4) as pool:
+        lone = pool.submit(batcher.submit, "k", 0)  # alone: wide, held
+        wait_until(lambda: len(calls) == 1, "the lone request to start")
+        pair = [pool.submit(batcher.submit, "k", i) for i in (1, 2)]
+        wait_until(lambda: batcher.waiting == 2, "two requests to queue")
+        gates[0].set()  # the two that queued take a lane each: [1] (held) and [2]
+        assert pair[1].result(BOUND_S) == 20
+        assert sorted(calls[1:]) == [([1], False), ([2], False)]
+        # One lane still busy with [1]: a new request starts at once on the other, single-threaded.
+        assert pool.submit(batcher.submit, "k", 3).result(BOUND_S) == 30
+        assert calls[-1] == ([3], False) and not pair[0].done()
+        gates[1].set()
+        assert lone.result(BOUND_S) == 0 and pair[0].result(BOUND_S) == 10
+
+
+def test_lanes_are_checked():
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda key, items: items, lanes=0)
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda key, items, wide: items, lanes=2, wide_lanes=3)
 
 
 # ---------------------------------------------------------------- a batch over the cores
 
-def test_split_forward_runs_chunks_in_order_on_single_threaded_workers():
+def test_core_workers_run_single_threaded_and_leave_the_default_alone():
     default = torch.get_num_threads()
-    split = SplitForward(2)
+    cores = CoreWorkers(2)
     try:
         assert torch.get_num_threads() == default  # the caller's setting is untouched
-        seen = []
+        started, both = [], threading.Barrier(2)
 
-        def double(chunk):
-            seen.append((threading.current_thread().name, torch.get_num_threads(), list(chunk)))
-            return [item * 2 for item in chunk]
+        def where(item):
+            both.wait(BOUND_S)  # two calls at once run on two different workers
+            started.append((threading.current_thread().name, torch.get_num_threads()))
+            return item * 2
 
-        assert split.map(double, [1, 2, 3, 4, 5]) == [2, 4, 6, 8, 10]
-        assert sorted(chunk for _, _, chunk in seen) == [[1, 2], [3, 4, 5]]
-        assert all(name.startswith("forward-core") and threads == 1 for name, threads, _ in seen)
-        assert split.map(double, [7]) == [14]
+        with ThreadPoolExecutor(2) as pool:
+            assert [f.result(BOUND_S) for f in [pool.submit(cores.run, where, i) for i in (1, 2)]] == [2, 4]
+        assert len({name for name, _ in started}) == 2
+        assert all(name.startswith("forward-core") and threads == 1 for name, threads in started)
         # A thread started now still adopts the process-wide default.
         adopted = []
         thread = threading.Thread(target=lambda: adopted.append(torch.get_num_threads()))
@@ -191,7 +256,7 @@ def test_split_forward_runs_chunks_in_order_on_single_threaded_workers():
         thread.join()
         assert adopted == [default]
     finally:
-        split.close()
+        cores.close()
 
 
 # ---------------------------------------------------------------- the service's classification
@@ -205,7 +270,7 @@ def test_a_batched_forward_gives_each_image_its_own_probabilities(service):
     model = service.models.get("efficientnet_lite0", True)
     transform = __import__("models").create_transform(model.spec)
     inputs = [transform(images.load_image(EXAMPLES_DIR / name)) for name in ("cat.jpg", "espresso.jpg", "rocket.jpg")]
-    batched = service._classify_batch(None, [(model, x) for x in inputs])
+    batched = service._classify_batch(None, [(model, x) for x in inputs], wide=False)  # on a core worker
     for x, (probabilities, _, batch_size) in zip(inputs, batched):
         (alone, _, one), = service._classify_batch(None, [(model, x)])
         assert batch_size == 3 and one == 1
@@ -222,11 +287,13 @@ def test_concurrent_classifications_are_batched_and_each_gets_its_image_label(se
     release, run = threading.Event(), service.classifier._run_batch
     calls = []
 
-    def held(key, items):
-        calls.append(len(items))
+    def held(key, items, wide):
+        calls.append((len(items), wide))
         if len(calls) == 1:
             release.wait(BOUND_S)
-        return run(key, items)
+        elif len(calls) == 2:  # until the second lane has taken the rest
+            wait_until(lambda: service.classifier.waiting == 0, "the second lane to take its batch")
+        return run(key, items, wide=wide)
 
     monkeypatch.setattr(service.classifier, "_run_batch", held)
     with ThreadPoolExecutor(len(pictures)) as pool:
@@ -236,8 +303,10 @@ def test_concurrent_classifications_are_batched_and_each_gets_its_image_label(se
         wait_until(lambda: service.classifier.waiting == len(pictures) - 1, "the other requests to queue")
         release.set()
         together = [first.result(BOUND_S)] + [f.result(BOUND_S) for f in rest]
-    assert calls == [1, len(pictures) - 1]
-    assert [r.batch_size for r in together] == [1] + [len(pictures) - 1] * (len(pictures) - 1)
+    # The first alone with both threads; the 5 that queued on the two cores, 3 + 2.
+    assert calls == [(1, True), (3, False), (2, False)]
+    assert together[0].batch_size == 1  # (the others queued in whatever order their threads ran)
+    assert sorted(r.batch_size for r in together[1:]) == [2, 2, 3, 3, 3]
     assert [list(r.probabilities) for r in together] == [list(r.probabilities) for r in alone]
     for single, batched in zip(alone, together):
         (label, p1), = single.probabilities.items()
@@ -253,9 +322,14 @@ def test_the_page_says_when_a_forward_served_several_requests(service, monkeypat
     assert "the model took **120 ms** for a batch of 4 images sent at once" in details
 
 
-def test_classify_events_may_run_together_and_the_views_one_at_a_time(service):
-    functions = {fn.api_name: fn for fn in build_demo(service).fns.values()}
-    limit = service.classifier.max_batch * service.settings.concurrency
+def test_classify_events_may_run_together_and_the_views_one_at_a_time(service, monkeypatch):
+    monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "")  # (restored to its state before the test at its end)
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY")
+    demo = build_demo(service)
+    # Gradio's per-event monitoring summary is rebuilt every 1000 events, not after each one.
+    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == 1000
+    functions = {fn.api_name: fn for fn in demo.fns.values()}
+    limit = service.classifier.max_batch * service.classifier.lanes
     for name in ("classify", "classify_ui"):  # the API and the page
         assert (functions[name].concurrency_id, functions[name].concurrency_limit) == ("classify", limit)
     assert (functions["swin_views"].concurrency_id, functions["swin_views"].concurrency_limit) == \
