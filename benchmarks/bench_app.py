@@ -12,7 +12,10 @@ through gradio_client with the example cat photo.
    (batch 1, the same weights and threads) on the same image in this process,
    the two run interleaved; app overhead = request median - forward median.
 4. Throughput with 8 clients at once / one client in a row, and the slowest
-   request under load / the median request under load.
+   request under load / the median request under load; beside it, in this
+   process, what the cores can give: a lone forward with every thread
+   against single-threaded forwards side by side, one per core, as the app
+   runs requests that queue (per image).
 
 Swin-T has no weights offline, so this script makes some: timm's Swin-T with
 random weights, saved as timm publishes it, served by the tests' loopback fake
@@ -262,6 +265,43 @@ def request_latency(url: str, architecture: str, model, x, requests: int, budget
                 raw_overhead_ms=median(samples["raw"]) - bare)
 
 
+def core_capacity(model, x, budget_s: float) -> dict:
+    """Per image: one forward with every thread (a lone request in the app)
+    against one single-threaded forward per core side by side (requests that
+    queue), interleaved; the second bounds what many clients can get."""
+    import torch
+
+    from demo.cores import CoreWorkers
+    from demo.service import available_cpus
+
+    cores = available_cpus()
+    workers, wide = CoreWorkers(cores), CoreWorkers(1)
+    threads = torch.get_num_threads()
+
+    def run_wide():
+        torch.set_num_threads(threads)  # this worker was made single-threaded
+        with torch.inference_mode():
+            model(x)
+
+    def run_one():
+        with torch.inference_mode():
+            model(x)
+
+    def side_by_side():
+        with concurrent.futures.ThreadPoolExecutor(cores) as pool:
+            for future in [pool.submit(workers.run, run_one) for _ in range(cores)]:
+                future.result()
+
+    try:
+        samples = interleaved_ms({"wide": lambda: wide.run(run_wide), "lanes": side_by_side},
+                                 min_rounds=5, max_rounds=30, budget_s=budget_s, warmup=2)
+    finally:
+        workers.close()
+        wide.close()
+    wide_ms, lanes_ms = median(samples["wide"]), median(samples["lanes"]) / cores
+    return dict(cores=cores, wide_ms=wide_ms, lanes_ms_per_image=lanes_ms, gain=wide_ms / lanes_ms)
+
+
 def run_clients(url: str, architecture: str, clients: int, per_client: int) -> tuple[float, list[float]]:
     """``clients`` clients, each sending ``per_client`` requests one after the
     other, all starting together; (seconds from start to the last answer, latencies in ms)."""
@@ -313,7 +353,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--requests", type=int, default=25, help="timed requests per architecture (at most)")
     parser.add_argument("--budget", type=float, default=40.0, help="seconds of timed requests per architecture")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--throughput-requests", type=int, default=16, help="requests per side and round")
+    parser.add_argument("--throughput-requests", type=int, default=48,
+                        help="requests per side and round (6 per client: with fewer, the start and the end of a "
+                             "run, when some cores wait for the last requests, weigh on the ratio)")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of one client / many clients")
     parser.add_argument("--throughput-models", nargs="+", default=[LITE0, SWIN_T])
     parser.add_argument("--app-env", nargs="*", default=[], metavar="NAME=VALUE",
@@ -369,6 +411,11 @@ def main(argv=None) -> dict:
             results["throughput"] = []
             for architecture in args.throughput_models:
                 row = throughput(app.url, architecture, args.clients, args.throughput_requests, args.rounds)
+                if architecture in bare:
+                    model, x = bare[architecture]
+                    row["capacity"] = core_capacity(model, x, budget_s=10.0)
+                    # The most N clients can gain: a request in a row against a forward's share of the cores.
+                    row["ceiling"] = row["serial_median_ms"] / row["capacity"]["lanes_ms_per_image"]
                 results["throughput"].append(row)
                 print(f"{architecture}: {row['serial_rps']:.2f} -> {row['concurrent_rps']:.2f} requests/s "
                       f"(x{row['ratio']:.2f}), slowest / median under load {row['tail_ratio']:.2f}", flush=True)
