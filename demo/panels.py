@@ -151,8 +151,11 @@ def mark_query(image: np.ndarray, query_xy: tuple[int, int], token_size: int, sc
     return np.asarray(canvas)
 
 
-def render_swin_panels(forward: SwinForward, selection: Selection) -> SwinPanels:
-    """Every view of ``selection`` on one captured forward."""
+def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -> SwinPanels:
+    """Every view of ``selection`` on one captured forward. ``cache`` (with
+    ``get(key)`` / ``put(key, array)``, e.g. a ``ByteLRU``): views drawn
+    before for this forward are taken from it, and new ones put in; each key
+    holds everything its view depends on."""
     model = forward.model
     image = forward.model_input
     input_hw = image.shape[:2]
@@ -162,9 +165,21 @@ def render_swin_panels(forward: SwinForward, selection: Selection) -> SwinPanels
     geometries = views.stage_geometries(model, input_hw)[stage]
     token_size = views.token_size_of(model, stage)
 
-    windows_fig = views.window_grid_figure(image, geometries, token_size, stage)
-    windows_fig.suptitle(f"{model.spec.name}: window grids of stage {stage}"
-                         + ("" if forward.pretrained else " (geometry only; the model has untrained weights)"))
+    def drawn(what: tuple, draw) -> np.ndarray:
+        key = (forward.serial, *what)
+        pixels = cache.get(key) if cache is not None else None
+        if pixels is None:
+            pixels = figure_to_array(draw())
+            pixels.flags.writeable = False  # shared by every request that shows it
+            if cache is not None:
+                cache.put(key, pixels)
+        return pixels
+
+    def windows_figure():
+        fig = views.window_grid_figure(image, geometries, token_size, stage)
+        fig.suptitle(f"{model.spec.name}: window grids of stage {stage}"
+                     + ("" if forward.pretrained else " (geometry only; the model has untrained weights)"))
+        return fig
 
     # The mask belongs to a shifted block: the chosen one, or its shifted partner in the stage.
     mask_block = block if any(geometries[block].shift_size) or block % 2 or block + 1 >= len(geometries) \
@@ -174,26 +189,28 @@ def render_swin_panels(forward: SwinForward, selection: Selection) -> SwinPanels
     row, column = views.token_under(query_xy, token_size, mask_geometry.feature_size, input_hw)
     window_index = int(window_of_token[row, column])
     sh, sw = mask_geometry.shift_size
-    mask_fig = views.region_map_figure(
-        mask_geometry, window_index,
-        title=f"stage {stage}, block {mask_block}: shifted-window mask, shift ({sh}, {sw}), "
-              f"window {window_index} (under the query point)")
+    mask_title = (f"stage {stage}, block {mask_block}: shifted-window mask, shift ({sh}, {sw}), "
+                  f"window {window_index} (under the query point)")
 
     query = views.query_attention(record, query_xy, head)
-    query_fig = views.attention_overlay_figure(
-        image, views.query_attention_map(record, query_xy, head, image_hw=input_hw),
-        f"query attention: {views.attention_title(record, head)}{untrained}", query_xy=query_xy,
-        window_outline=views.query_window_mask(record, query_xy, input_hw))
+    attention = views.attention_title(record, head)
 
-    block_fig = views.attention_overlay_figure(
-        image, views.block_attention_map(record, head, image_hw=input_hw),
-        f"attention received: {views.attention_title(record, head)}{untrained}",
-        colorbar_label="attention received (sum over queries)")
+    def query_figure():
+        return views.attention_overlay_figure(
+            image, views.query_attention_map(record, query_xy, head, image_hw=input_hw),
+            f"query attention: {attention}{untrained}", query_xy=query_xy,
+            window_outline=views.query_window_mask(record, query_xy, input_hw))
 
-    attention_module = dict(((s, i), b) for s, i, b in model.stage_blocks())[(stage, block)].attn
-    bias_fig = views.relative_position_bias_figure(
-        attention_module.relative_position_bias_map(),
-        title=f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads{untrained}")
+    def block_figure():
+        return views.attention_overlay_figure(
+            image, views.block_attention_map(record, head, image_hw=input_hw),
+            f"attention received: {attention}{untrained}", colorbar_label="attention received (sum over queries)")
+
+    def bias_figure():
+        attention_module = dict(((s, i), b) for s, i, b in model.stage_blocks())[(stage, block)].attn
+        return views.relative_position_bias_figure(
+            attention_module.relative_position_bias_map(),
+            title=f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads{untrained}")
 
     weights = "pretrained weights" if forward.pretrained else f"**{UNTRAINED_TAG}** — {forward.notice}"
     summary = (f"**{model.spec.name}**, {weights}  \n"
@@ -203,6 +220,9 @@ def render_swin_panels(forward: SwinForward, selection: Selection) -> SwinPanels
                f"{views.head_label(head)} of {record.num_heads}.")
     return SwinPanels(
         model_input=mark_query(image, query_xy, token_size, display_scale(input_hw)),
-        windows=figure_to_array(windows_fig), mask=figure_to_array(mask_fig),
-        query_attention=figure_to_array(query_fig), block_attention=figure_to_array(block_fig),
-        bias=figure_to_array(bias_fig), summary=summary)
+        windows=drawn(("windows", stage), windows_figure),
+        mask=drawn(("mask", stage, mask_block, window_index),
+                   lambda: views.region_map_figure(mask_geometry, window_index, title=mask_title)),
+        query_attention=drawn(("query", stage, block, head, tuple(query_xy)), query_figure),
+        block_attention=drawn(("block", stage, block, head), block_figure),
+        bias=drawn(("bias", stage, block), bias_figure), summary=summary)

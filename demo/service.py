@@ -7,6 +7,7 @@ numbers, numpy arrays, dataclasses), so the tests call them directly.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -282,6 +283,9 @@ class Classification:
     batch_size: int = 1               # images in the forward that answered this request
 
 
+_forward_serials = itertools.count()
+
+
 @dataclass
 class SwinForward:
     """One Swin forward on one image, with everything the views need."""
@@ -290,6 +294,8 @@ class SwinForward:
     notice: str                         # why the weights are untrained; "" when pretrained
     model_input: np.ndarray             # uint8 [H, W, 3]: what the model saw, denormalised
     records: list[models.AttentionRecord] = field(repr=False)
+    # Unique for the process's lifetime (unlike id()): keys what is drawn from this forward.
+    serial: int = field(default_factory=lambda: next(_forward_serials), repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -305,6 +311,8 @@ def untrained_notice(name: str, error: Exception | None) -> str:
 # Classification requests that queue while a forward runs share the next one,
 # up to this many images.
 CLASSIFY_MAX_BATCH = 8
+# Drawn Swin views kept (a view is about 1 MB).
+DRAWING_CACHE_MB = 128
 
 
 def softmax_forward(items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[torch.Tensor]:
@@ -323,6 +331,9 @@ class InferenceService:
                                  on_evict=self._forget_forwards)
         self._forwards: ByteLRU[tuple, SwinForward] = ByteLRU(
             self.settings.attention_cache_mb * 2**20, lambda f: f.nbytes)
+        # Drawn views (RGB arrays) by forward and what they show: a click that
+        # moves the query point redraws only what depends on it.
+        self.drawings: ByteLRU[tuple, np.ndarray] = ByteLRU(DRAWING_CACHE_MB * 2**20, lambda a: a.nbytes)
         # A lane per core: a lone request's forward holds the `torch_threads`
         # lanes of its threads; requests that queue get single-threaded
         # forwards, one per lane (on `_cores`).

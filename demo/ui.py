@@ -198,7 +198,7 @@ class Callbacks:
             raise user_error(str(error)) from error
         if progress is not None:
             progress(None, desc="Drawing")
-        views = panels.render_swin_panels(forward, selection)
+        views = panels.render_swin_panels(forward, selection, self.service.drawings)
         return (views.model_input, views.windows, views.mask, views.query_attention, views.block_attention,
                 views.bias, views.summary)
 
