@@ -265,6 +265,26 @@ def request_latency(url: str, architecture: str, model, x, requests: int, budget
                 raw_overhead_ms=median(samples["raw"]) - bare)
 
 
+def views_latency(url: str, clicks: int = 8) -> dict:
+    """``/swin_views`` of Swin-T on the cat photo: the first call (the forward
+    with attention captured, and every view drawn), then clicks that move
+    the query point (the forward and the views that do not depend on the
+    point come from the app's caches)."""
+    from gradio_client import handle_file
+
+    client = client_for(url)
+
+    def views(x: int, y: int) -> float:
+        start = time.perf_counter()
+        client.predict(handle_file(str(CAT)), SWIN_T, 0, 1, "mean", x, y, api_name="/swin_views")
+        return (time.perf_counter() - start) * 1000
+
+    first = views(112, 112)
+    points = [(16 + 27 * i % 200, 20 + 53 * i % 190) for i in range(clicks)]
+    moved = [views(x, y) for x, y in points]
+    return dict(first_ms=first, click_median_ms=median(moved), click_p95_ms=percentile(moved, 95), clicks=clicks)
+
+
 def core_capacity(model, x, budget_s: float) -> dict:
     """Per image: one forward with every thread (a lone request in the app)
     against one single-threaded forward per core side by side (requests that
@@ -407,6 +427,10 @@ def main(argv=None) -> dict:
                 print(f"{architecture}: request median {row['request_median_ms']:.1f} ms, "
                       f"p95 {row['request_p95_ms']:.1f} ms (default client {row['default_client_median_ms']:.1f}, "
                       f"raw HTTP {row['raw_median_ms']:.1f}), forward {row['forward_median_ms']:.1f} ms", flush=True)
+
+            results["views"] = views_latency(app.url)
+            print(f"swin_views: first {results['views']['first_ms']:.0f} ms, a click that moves the query point "
+                  f"{results['views']['click_median_ms']:.0f} ms (median)", flush=True)
 
             results["throughput"] = []
             for architecture in args.throughput_models:

@@ -123,6 +123,13 @@ def app_sections(app: dict | None, problem: str) -> dict[str, str]:
             [[SHORT.get(r["architecture"], r["architecture"]), f"{r['serial_median_ms']:.0f}",
               f"{r['capacity']['wide_ms']:.0f}", f"{r['capacity']['lanes_ms_per_image']:.0f}",
               f"{r['capacity']['gain']:.2f}", f"{r['ceiling']:.2f}"] for r in capacity_rows])
+    views = app.get("views")
+    if views:
+        latency += "\n\n" + markdown_table(
+            ["`/swin_views`, Swin-T, cat photo", "ms"],
+            [["the first call: forward with attention captured, every view drawn", f"{views['first_ms']:.0f}"],
+             [f"a click that moves the query point (median of {views['clicks']})", f"{views['click_median_ms']:.0f}"],
+             ["... p95", f"{views['click_p95_ms']:.0f}"]])
     return dict(request=latency, cold=cold_table, memory=memory_table, throughput=throughput)
 
 
@@ -204,6 +211,10 @@ the CA certificates loaded (~20 ms each here), for each of the three HTTP
 calls of every request, even to an `http://` URL (column *as it comes*). *raw
 HTTP* makes the same three calls (upload, join the queue, read the event
 stream) on a kept-alive connection without polling: the server's own time.
+The second table: the Swin views (no goal in the issue). Drawing the views
+costs much more than the forward; the app keeps what it drew per forward, so
+a click redraws only the query's attention (and the mask when the click
+lands in another window).
 
 ## Cold start
 
