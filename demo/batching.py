@@ -41,7 +41,8 @@ class MicroBatcher(Generic[T, R]):
     in order. Requests wait in arrival order and a batch is formed around the
     oldest one; at most ``lanes`` batches run at once, and a batch takes its
     share of what waits: the waiting requests of its key divided among the
-    free lanes (all of them when there is one lane).
+    lanes (all of them when there is one lane), so that lanes coming free
+    soon after find work and no request waits behind one long batch.
 
     ``wide_lanes`` > 1 (at most ``lanes``): a batch that finds nothing else
     running and nothing else waiting holds ``wide_lanes`` lanes instead of
@@ -131,7 +132,7 @@ class MicroBatcher(Generic[T, R]):
 
     def _take_batch(self) -> list[_Request[T, R]]:
         """The oldest pending request and others of its key, oldest first: up
-        to ``max_batch``, and no more than their share of the free lanes;
+        to ``max_batch``, and no more than their share of the lanes;
         removed from the queue (empty when another runner took them while this
         one waited). Called with the lock held and this runner's lane counted
         busy."""
@@ -148,8 +149,7 @@ class MicroBatcher(Generic[T, R]):
             return []
         key = self._pending[0].key
         same_key = sum(r.key == key for r in self._pending)
-        free_lanes = self.lanes - self._busy_lanes + 1  # this runner's lane and the idle ones
-        limit = min(self.max_batch, -(-same_key // free_lanes))
+        limit = min(self.max_batch, -(-same_key // self.lanes))
         batch, rest = [], deque()
         for request in self._pending:
             if request.key == key and len(batch) < limit:

@@ -169,16 +169,17 @@ def test_after_a_batch_of_n_the_next_one_waits_for_n_requests_then_a_lone_one_ru
 
 def test_a_lone_request_runs_wide_and_those_that_queue_behind_it_share_the_lanes():
     """lanes=2, wide_lanes=2 (the app on 2 cores): a request alone holds both
-    lanes, nothing starts beside it, and the 5 that queued meanwhile run as
-    two single-lane batches side by side, 3 + 2."""
+    lanes, nothing starts beside it, and the 5 that queued meanwhile run in
+    single-lane batches side by side, each taking its share of what waits:
+    3 (half of 5) on one lane; 1 (half of 2) on the other, then the last."""
     release, calls = threading.Event(), []
 
     def run(key, items, wide):
         calls.append((list(items), wide))
         if len(calls) == 1:
             release.wait(BOUND_S)  # hold the wide batch while the others queue
-        elif len(calls) == 2:  # hold the first lane until the second took the rest
-            wait_until(lambda: batcher.waiting == 0, "the second lane to take its batch")
+        elif len(calls) == 2:  # hold the first lane until the other lane has run twice
+            wait_until(lambda: len(calls) == 4, "the other lane to take the rest")
         return [item * 10 for item in items]
 
     batcher = MicroBatcher(run, max_batch=8, lanes=2, wide_lanes=2)
@@ -190,8 +191,8 @@ def test_a_lone_request_runs_wide_and_those_that_queue_behind_it_share_the_lanes
         assert len(calls) == 1  # the wide batch holds both lanes: nothing started beside it
         release.set()
         assert [first.result(BOUND_S)] + [f.result(BOUND_S) for f in rest] == [i * 10 for i in range(6)]
-    assert calls == [([0], True), ([1, 2, 3], False), ([4, 5], False)]
-    assert list(batcher.batches) == [(1, True), (3, False), (2, False)]
+    assert calls == [([0], True), ([1, 2, 3], False), ([4], False), ([5], False)]
+    assert list(batcher.batches) == [(1, True), (3, False), (1, False), (1, False)]
     # Idle again: the next lone request gets both lanes.
     assert batcher.submit("k", 7) == 70
     assert calls[-1] == ([7], True)
@@ -291,8 +292,8 @@ def test_concurrent_classifications_are_batched_and_each_gets_its_image_label(se
         calls.append((len(items), wide))
         if len(calls) == 1:
             release.wait(BOUND_S)
-        elif len(calls) == 2:  # until the second lane has taken the rest
-            wait_until(lambda: service.classifier.waiting == 0, "the second lane to take its batch")
+        elif len(calls) == 2:  # until the other lane has run twice
+            wait_until(lambda: len(calls) == 4, "the other lane to take the rest")
         return run(key, items, wide=wide)
 
     monkeypatch.setattr(service.classifier, "_run_batch", held)
@@ -303,10 +304,10 @@ def test_concurrent_classifications_are_batched_and_each_gets_its_image_label(se
         wait_until(lambda: service.classifier.waiting == len(pictures) - 1, "the other requests to queue")
         release.set()
         together = [first.result(BOUND_S)] + [f.result(BOUND_S) for f in rest]
-    # The first alone with both threads; the 5 that queued on the two cores, 3 + 2.
-    assert calls == [(1, True), (3, False), (2, False)]
+    # The first alone with both threads; the 5 that queued on the two cores: 3 on one, 1 and 1 on the other.
+    assert calls == [(1, True), (3, False), (1, False), (1, False)]
     assert together[0].batch_size == 1  # (the others queued in whatever order their threads ran)
-    assert sorted(r.batch_size for r in together[1:]) == [2, 2, 3, 3, 3]
+    assert sorted(r.batch_size for r in together[1:]) == [1, 1, 3, 3, 3]
     assert [list(r.probabilities) for r in together] == [list(r.probabilities) for r in alone]
     for single, batched in zip(alone, together):
         (label, p1), = single.probabilities.items()
