@@ -173,8 +173,13 @@ class MicroBatcher(Generic[T, R]):
             if len(batch) == 1:
                 batch[0].error = error
                 return
-            for request in batch:  # find the item that fails; the others still get their results
-                self._run([request], wide)
+            for index, request in enumerate(batch):  # find the item that fails; the others still get their results
+                try:
+                    self._run([request], wide)
+                except BaseException as fatal:  # not an Exception (SystemExit): it ends the batch for the rest too
+                    for rest in batch[index + 1:]:
+                        rest.error = fatal
+                    raise
             return
         except BaseException as error:
             for request in batch:

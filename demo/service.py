@@ -308,8 +308,8 @@ def untrained_notice(name: str, error: Exception | None) -> str:
     return f"{error} These views use untrained (random) weights."
 
 
-# Classification requests that queue while a forward runs share the next one,
-# up to this many images.
+# Classification requests that queue while forwards run are answered in
+# batches of at most this many images.
 CLASSIFY_MAX_BATCH = 8
 # Drawn Swin views kept (a view is about 1 MB).
 DRAWING_CACHE_MB = 128

@@ -285,6 +285,12 @@ class Callbacks:
 ANALYTICS_SUMMARY_EVERY = 1000  # events
 
 
+def classify_concurrency(service: InferenceService) -> int:
+    """Classification events that may run at once: enough to fill a batch on
+    every lane, and no more than 16."""
+    return min(service.classifier.max_batch * service.classifier.lanes, 16)
+
+
 def build_demo(service: InferenceService | None = None) -> gr.Blocks:
     """The whole app. ``service`` defaults to one configured from the environment."""
     service = service or InferenceService(Settings.from_env())
@@ -292,10 +298,11 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
     images.configure_pil(service.settings.max_pixels)
     callbacks = Callbacks(service)
     model_events = dict(concurrency_id="model", concurrency_limit=service.settings.concurrency)
-    # Classification requests may all enter at once: the service's batcher
-    # queues them and answers them in batches, a forward per core.
-    classify_events = dict(concurrency_id="classify",
-                           concurrency_limit=service.classifier.max_batch * service.classifier.lanes)
+    # Classification requests may enter together: the service's batcher
+    # queues them and answers them in batches, a forward per core. Each waits
+    # on one of Gradio's 40 worker threads: at most 16 do, so that other
+    # events always find a thread.
+    classify_events = dict(concurrency_id="classify", concurrency_limit=classify_concurrency(service))
     quick = dict(concurrency_limit=None, show_progress="hidden", api_visibility="private")
     max_stage, max_block, max_head = _swin_upper_bounds()
     first_swin = swin_controls("swin_tiny_patch4_window7_224")

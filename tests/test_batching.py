@@ -15,7 +15,7 @@ from demo import images
 from demo.batching import MicroBatcher
 from demo.service import InferenceService, Settings
 from demo.cores import CoreWorkers
-from demo.ui import Callbacks, build_demo
+from demo.ui import Callbacks, build_demo, classify_concurrency
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 BOUND_S = 30  # how long a test waits for threads to get somewhere before it fails (never a timing check)
@@ -191,7 +191,9 @@ def test_a_lone_request_runs_wide_and_those_that_queue_behind_it_share_the_lanes
         assert len(calls) == 1  # the wide batch holds both lanes: nothing started beside it
         release.set()
         assert [first.result(BOUND_S)] + [f.result(BOUND_S) for f in rest] == [i * 10 for i in range(6)]
-    assert calls == [([0], True), ([1, 2, 3], False), ([4], False), ([5], False)]
+    # (The five queued in whatever order their threads reached the batcher.)
+    assert [(len(items), wide) for items, wide in calls] == [(1, True), (3, False), (1, False), (1, False)]
+    assert sorted(item for items, _ in calls[1:] for item in items) == [1, 2, 3, 4, 5]
     assert list(batcher.batches) == [(1, True), (3, False), (1, False), (1, False)]
     # Idle again: the next lone request gets both lanes.
     assert batcher.submit("k", 7) == 70
@@ -223,6 +225,38 @@ def test_a_request_that_arrives_while_one_lane_is_busy_starts_on_the_other():
         assert calls[-1] == ([3], False) and not pair[0].done()
         gates[1].set()
         assert lone.result(BOUND_S) == 0 and pair[0].result(BOUND_S) == 10
+
+
+def test_an_error_that_is_not_an_exception_reaches_every_caller_of_its_batch():
+    """A batch of 1, 2, 3 fails on 3 and is retried item by item; the retry
+    of 2 raises SystemExit: 3 gets that error too, not a missing result (None)."""
+    recorder = Recorder(fail_on={3})
+
+    def run(key, items):
+        if items == [2]:
+            raise SystemExit("stopping")
+        return recorder(key, items)
+
+    batcher = MicroBatcher(run, max_batch=8)
+
+    def outcome(item):
+        try:
+            return batcher.submit("k", item)
+        except BaseException as error:  # noqa: BLE001 - the test inspects it
+            return error
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(outcome, 0)
+        wait_until(lambda: len(recorder.batches) == 1, "the first batch to start")
+        rest = []
+        for item in (1, 2, 3):  # queued in this order
+            rest.append(pool.submit(outcome, item))
+            wait_until(lambda: batcher.waiting == len(rest), "the request to queue")
+        recorder.release.set()
+        results = [first.result(BOUND_S)] + [f.result(BOUND_S) for f in rest]
+    assert results[0] == ("k", 0)
+    # 1's caller ran the batch, so the SystemExit goes up through it; 2 raised it; 3 is told of it.
+    assert all(isinstance(result, SystemExit) for result in results[1:])
 
 
 def test_lanes_are_checked():
@@ -330,7 +364,8 @@ def test_classify_events_may_run_together_and_the_views_one_at_a_time(service, m
     # Gradio's per-event monitoring summary is rebuilt every 1000 events, not after each one.
     assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == 1000
     functions = {fn.api_name: fn for fn in demo.fns.values()}
-    limit = service.classifier.max_batch * service.classifier.lanes
+    limit = service.classifier.max_batch * service.classifier.lanes  # 16 on 2 lanes
+    assert limit == 16 and classify_concurrency(InferenceService(Settings(torch_threads=8))) == 16  # never more
     for name in ("classify", "classify_ui"):  # the API and the page
         assert (functions[name].concurrency_id, functions[name].concurrency_limit) == ("classify", limit)
     assert (functions["swin_views"].concurrency_id, functions["swin_views"].concurrency_limit) == \
