@@ -285,39 +285,33 @@ def views_latency(url: str, clicks: int = 8) -> dict:
     return dict(first_ms=first, click_median_ms=median(moved), click_p95_ms=percentile(moved, 95), clicks=clicks)
 
 
-def core_capacity(model, x, budget_s: float) -> dict:
-    """Per image: one forward with every thread (a lone request in the app)
-    against one single-threaded forward per core side by side (requests that
-    queue), interleaved; the second bounds what many clients can get."""
+def core_capacity(model, x, budget_s: float, worker: concurrent.futures.Executor) -> dict:
+    """Per image: one forward with every thread (a lone request in the app;
+    on ``worker``, as the bare forwards above) against one single-threaded
+    forward per core side by side (requests that queue), interleaved; the
+    second bounds what many clients can get."""
     import torch
 
     from demo.cores import CoreWorkers
     from demo.service import available_cpus
 
+    def forward():
+        with torch.inference_mode():
+            model(x)
+
     cores = available_cpus()
-    workers, wide = CoreWorkers(cores), CoreWorkers(1)
-    threads = torch.get_num_threads()
-
-    def run_wide():
-        torch.set_num_threads(threads)  # this worker was made single-threaded
-        with torch.inference_mode():
-            model(x)
-
-    def run_one():
-        with torch.inference_mode():
-            model(x)
+    workers = CoreWorkers(cores)
 
     def side_by_side():
         with concurrent.futures.ThreadPoolExecutor(cores) as pool:
-            for future in [pool.submit(workers.run, run_one) for _ in range(cores)]:
+            for future in [pool.submit(workers.run, forward) for _ in range(cores)]:
                 future.result()
 
     try:
-        samples = interleaved_ms({"wide": lambda: wide.run(run_wide), "lanes": side_by_side},
+        samples = interleaved_ms({"wide": lambda: worker.submit(forward).result(), "lanes": side_by_side},
                                  min_rounds=5, max_rounds=30, budget_s=budget_s, warmup=2)
     finally:
         workers.close()
-        wide.close()
     wide_ms, lanes_ms = median(samples["wide"]), median(samples["lanes"]) / cores
     return dict(cores=cores, wide_ms=wide_ms, lanes_ms_per_image=lanes_ms, gain=wide_ms / lanes_ms)
 
@@ -437,7 +431,7 @@ def main(argv=None) -> dict:
                 row = throughput(app.url, architecture, args.clients, args.throughput_requests, args.rounds)
                 if architecture in bare:
                     model, x = bare[architecture]
-                    row["capacity"] = core_capacity(model, x, budget_s=10.0)
+                    row["capacity"] = core_capacity(model, x, budget_s=10.0, worker=worker)
                     # The most N clients can gain: a request in a row against a forward's share of the cores.
                     row["ceiling"] = row["serial_median_ms"] / row["capacity"]["lanes_ms_per_image"]
                 results["throughput"].append(row)

@@ -31,7 +31,7 @@ def draw_count(monkeypatch):
     return count
 
 
-def render(service, forward, stage, block, head, x, y, cache):
+def render(forward, stage, block, head, x, y, cache):
     selection = panels.check_selection(forward.model, forward.model_input.shape[:2], stage, block, head, x, y)
     return panels.render_swin_panels(forward, selection, cache)
 
@@ -57,12 +57,12 @@ def test_a_click_redraws_only_the_views_that_depend_on_it(service, draw_count):
     forward = service.swin_forward(images.load_image(EXAMPLES_DIR / "cat.jpg"), "swin_cifar")
     cache = ByteLRU(2**30, lambda a: a.nbytes)
     # swin_cifar stage 0: 8 x 8 tokens of 4 pixels, windows of 4 x 4 tokens (16 pixels); block 1 is shifted.
-    first = render(service, forward, 0, 1, "mean", 5, 5, cache)
+    first = render(forward, 0, 1, "mean", 5, 5, cache)
     assert draw_count[0] == 5
 
     def drawn_by(*selection) -> int:
         before = draw_count[0]
-        render(service, forward, *selection, cache)
+        render(forward, *selection, cache)
         return draw_count[0] - before
 
     same, other = points_by_window(forward, 0, 1, (5, 5))
@@ -74,10 +74,10 @@ def test_a_click_redraws_only_the_views_that_depend_on_it(service, draw_count):
 
     other = service.swin_forward(images.load_image(EXAMPLES_DIR / "espresso.jpg"), "swin_cifar")
     before = draw_count[0]
-    render(service, other, 0, 1, "mean", 5, 5, cache)      # another image: nothing of the first one reused
+    render(other, 0, 1, "mean", 5, 5, cache)      # another image: nothing of the first one reused
     assert draw_count[0] - before == 5
 
-    uncached = render(service, forward, 0, 1, "mean", 5, 5, None)
+    uncached = render(forward, 0, 1, "mean", 5, 5, None)
     for view in VIEWS:
         assert np.array_equal(getattr(first, view), getattr(uncached, view)), view
 
@@ -87,5 +87,5 @@ def test_the_app_keeps_its_drawings_within_their_bound(service):
     forward = service.swin_forward(images.load_image(EXAMPLES_DIR / "rocket.jpg"), "swin_cifar")
     small = ByteLRU(3 * 2**20, lambda a: a.nbytes)  # room for a few views only
     for x in range(0, 32, 4):
-        render(service, forward, 0, 1, "mean", x, x, small)
+        render(forward, 0, 1, "mean", x, x, small)
     assert small.total_bytes <= 3 * 2**20
