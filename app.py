@@ -4,9 +4,13 @@ The app is built in demo/ui.py; host and port follow GRADIO_SERVER_NAME and
 GRADIO_SERVER_PORT (default 127.0.0.1:7860), the other settings APP_* (see
 demo/service.py).
 """
-from demo.ui import build_demo, launch_options
+from demo.memory import configure_malloc
+
+configure_malloc()  # before any thread starts; see demo/memory.py
+
+from demo.ui import build_demo, serve  # noqa: E402
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch(**launch_options())
+    serve(demo)
