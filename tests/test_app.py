@@ -24,7 +24,7 @@ import models
 from conftest import APP_UPLOAD_LIMIT_MB, ROOT
 from demo import images, panels, service as service_module
 from demo.service import ByteLRU, InferenceService, ModelCache, Settings, download_progress
-from demo.ui import EXAMPLES, Callbacks, architecture_choices
+from demo.ui import EXAMPLES, Callbacks, architecture_choices, serve
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 CAT_CLASSES = set(models.get_spec("efficientnet_lite0").labels[281:286])  # tabby ... Egyptian cat
@@ -95,6 +95,37 @@ def test_python_app_py_serves_the_page(app_server):
         config = json.loads(response.read())
     assert config["title"] == "Inside the Classifier"
     assert f"http://127.0.0.1:{app_server.port}" in app_server.output()  # GRADIO_SERVER_NAME / _PORT honoured
+
+
+def test_serve_freezes_what_lives_as_long_as_the_app_then_launches():
+    """The objects made before serving are out of the collector's full passes
+    (``gc.freeze``), garbage among them freed first; launch gets the options."""
+    import gc
+    import weakref
+
+    class Cycle:
+        pass
+
+    class FakeDemo:
+        launched_with = None
+
+        def launch(self, **options):
+            self.launched_with = options
+            self.frozen_when_launched = gc.get_freeze_count()
+
+    garbage = Cycle()
+    garbage.self = garbage
+    gone = weakref.ref(garbage)
+    del garbage
+    fake = FakeDemo()
+    gc.unfreeze()
+    try:
+        serve(fake, Settings(max_upload_mb=3))
+        assert gone() is None  # collected, not frozen alive
+        assert fake.frozen_when_launched > 10_000  # the imported modules, at least
+        assert fake.launched_with["max_file_size"] == 3 * 2**20
+    finally:
+        gc.unfreeze()
 
 
 def test_api_names_and_parameters(client):
