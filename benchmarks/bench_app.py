@@ -224,14 +224,17 @@ def torch_seed() -> None:
 
 
 def bare_models(swin_reference) -> dict[str, tuple]:
-    """(model, input) per architecture, in this process: the app's weights and preprocessing."""
+    """(model, input) per architecture, in this process: the app's weights,
+    preparation for inference and preprocessing."""
     import models
     from demo import images
+    from demo.service import load_for_inference
 
     image = images.load_image(CAT)
-    lite0 = models.create_model(LITE0, pretrained=True)
+    lite0 = load_for_inference(LITE0, pretrained=True)
     swin = models.create_model(SWIN_T)
     models.load_timm_state_dict(swin, swin_reference.state_dict())
+    swin = models.prepare_for_inference(swin)
     return {name: (model, models.create_transform(model.spec)(image).unsqueeze(0))
             for name, model in ((LITE0, lite0), (SWIN_T, swin))}
 

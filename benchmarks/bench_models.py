@@ -7,6 +7,8 @@ process, and the cost of ``capture_attention`` relative to a plain forward.
 Timings are medians of interleaved runs (ours, timm, ours, timm, ...), so a
 machine that gets busier or quieter affects both sides alike; each cell runs
 at least 3 rounds and stops after ``--budget`` seconds or ``--repeats`` rounds.
+Ours runs as the app runs it (``models.prepare_for_inference``: the
+EfficientNets with BatchNorm folded and channels-last), timm's as it comes.
 Prints a Markdown table; ratios < 1 mean we are faster. EfficientNet-Lite0's
 twin is timm's ``tf_efficientnet_lite0`` (TensorFlow padding, as ours).
 Attention capture is timed at the batch sizes of ``--capture-batches`` (the
@@ -42,7 +44,7 @@ def timm_twin(name: str):
     calibrate_batchnorm(reference, torch.Generator().manual_seed(0), 224)
     ours = models.create_model(name)
     models.load_timm_state_dict(ours, reference.state_dict())
-    return ours, reference
+    return models.prepare_for_inference(ours), reference  # as the app runs it
 
 
 def capture_forward(model):

@@ -174,7 +174,9 @@ more while other work runs), the ratios much less. Re-run with `make bench`.
 `benchmarks/bench_models.py`: the same random weights (timm's model, BatchNorm
 statistics measured on random images, converted into ours), fp32, the model's
 input size, `torch.inference_mode()`, on a worker thread as the app runs its
-models. Each row: 3 to 40 interleaved rounds (a third of that for batch 8),
+models; ours prepared as the app runs it (`models.prepare_for_inference`: the
+EfficientNets with BatchNorm folded into the convolutions, channels-last),
+timm's as it comes. Each row: 3 to 40 interleaved rounds (a third of that for batch 8),
 about 20 s at most. EfficientNet-Lite0's reference is timm's
 `tf_efficientnet_lite0`. Goals apply to the median ratio; the ratio of the
 fastest runs beside it shows how far the machine's load moved it.
@@ -227,6 +229,10 @@ empty Hub cache except the Swin-T checkpoint above.
 
 {app_parts['memory']}
 
+The app sets glibc's allocator to keep what a forward freed for the next one
+(`demo/memory.py`: one heap, no separate `mmap` chunks, up to 512 MB kept
+free at its top), so the process keeps the memory of its busiest moment.
+
 ## Throughput: 8 clients at once / one client in a row
 
 The same app: one client sending requests one after the other, then 8 clients
@@ -236,7 +242,12 @@ requests / wall time. The app (`demo/batching.py`, `demo/cores.py`) gives a
 request that finds the CPU idle one forward with every thread; requests that
 arrive while forwards run wait, and each core that comes free takes its share
 of them (up to 8) as a single-threaded forward, so both cores stay busy with
-the cheaper single-threaded forwards under load.
+the cheaper single-threaded forwards under load. The clients are threads of
+the benchmark's process: as `timeit` does, its garbage collector is off while
+they run, since one full collection there (200-320 ms: the process holds
+timm and the reference models) stopped all 8 at once, which separate users
+never do. The app's own long-lived objects are frozen out of its collector
+at start (`demo.ui.serve`).
 
 {app_parts['throughput']}
 

@@ -184,6 +184,13 @@ class LoadedModel:
         return self.model.spec.name
 
 
+def load_for_inference(name: str, pretrained: bool = False, **options) -> torch.nn.Module:
+    """``models.create_model``, prepared for inference on CPU
+    (``models.prepare_for_inference``: the EfficientNets fold BatchNorm into
+    their convolutions and run channels-last, 15-30 % faster here)."""
+    return models.prepare_for_inference(models.create_model(name, pretrained, **options))
+
+
 class ModelCache:
     """Models loaded on first use, once even under concurrent requests, and
     kept while their parameters fit in ``max_bytes`` (least recently used
@@ -191,7 +198,7 @@ class ModelCache:
     nothing else keeps it alive."""
 
     def __init__(self, max_bytes: float, download_retry_s: float = 120,
-                 create: Callable[..., torch.nn.Module] = models.create_model,
+                 create: Callable[..., torch.nn.Module] = load_for_inference,
                  on_evict: Callable[[tuple[str, bool]], None] | None = None):
         self._models: ByteLRU[tuple[str, bool], torch.nn.Module] = ByteLRU(max_bytes, parameter_bytes)
         self._create = create

@@ -20,7 +20,7 @@ from .transforms import create_transform
 __all__ = [
     "ALIASES", "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
     "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict",
-    "weights_status",
+    "prepare_for_inference", "weights_status",
 ]
 
 
@@ -76,6 +76,16 @@ def create_model(name: str, pretrained: bool = False, *, tqdm_class=None, **over
     model.spec = spec
     model.pretrained = pretrained
     return model.eval()
+
+
+def prepare_for_inference(model: torch.nn.Module) -> torch.nn.Module:
+    """``model``, made faster for inference on CPU, in place (the app does this
+    to every model it loads). The EfficientNets fold their BatchNorms into
+    their convolutions and run channels-last (logits within ~1e-5 of the
+    unprepared model's; it can no longer be trained or take a checkpoint);
+    other models come back as they were."""
+    prepare = getattr(model, "prepare_for_inference", None)
+    return prepare() if callable(prepare) else model
 
 
 def weights_status(name: str) -> str:

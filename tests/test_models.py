@@ -243,3 +243,31 @@ def test_efficientnet_trains_and_its_inference_path_agrees():
     plain.sum().backward()
     assert torch.equal(plain.detach(), fast)
     assert model.stem.conv.weight.grad.abs().sum() > 0
+
+
+def test_prepared_lite0_gives_the_same_probabilities_on_the_examples(lite0):
+    """As the app runs it (BatchNorm folded, channels-last), on the real
+    bundled weights and real photos: the same top-5, probabilities to 1e-5."""
+    import copy
+
+    prepared = models.prepare_for_inference(copy.deepcopy(lite0))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    assert prepared.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert sum(p.numel() for p in prepared.parameters()) < sum(p.numel() for p in lite0.parameters())
+    for name in ("cat.jpg", "espresso.jpg", "rocket.jpg", "coins.png"):
+        expected, actual = classify(lite0, EXAMPLES / name), classify(prepared, EXAMPLES / name)
+        assert actual.topk(5).indices.tolist() == expected.topk(5).indices.tolist(), name
+        assert (actual - expected).abs().max().item() < 1e-5, name
+    assert models.prepare_for_inference(prepared) is prepared  # again: nothing left to fold
+    assert (classify(prepared, EXAMPLES / "cat.jpg") - classify(lite0, EXAMPLES / "cat.jpg")).abs().max() < 1e-5
+
+
+def test_a_prepared_efficientnet_refuses_training_and_swin_is_left_alone():
+    model = models.prepare_for_inference(models.create_model("efficientnet_lite0"))
+    with pytest.raises(RuntimeError, match="prepared for inference"):
+        model.train()
+    model.eval()  # still allowed
+    swin = models.create_model("swin_cifar")
+    before = {k: v.clone() for k, v in swin.state_dict().items()}
+    assert models.prepare_for_inference(swin) is swin
+    assert all(torch.equal(before[k], v) for k, v in swin.state_dict().items())
