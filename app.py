@@ -4,9 +4,12 @@ The app is built in demo/ui.py; host and port follow GRADIO_SERVER_NAME and
 GRADIO_SERVER_PORT (default 127.0.0.1:7860), the other settings APP_* (see
 demo/service.py).
 """
+import os
+
 from demo.memory import configure_malloc
 
-configure_malloc()  # before any thread starts; see demo/memory.py
+if os.environ.get("APP_TUNE_MALLOC", "1").strip() != "0":
+    configure_malloc()  # before any thread starts; see demo/memory.py
 
 from demo.ui import build_demo, serve  # noqa: E402
 

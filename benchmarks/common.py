@@ -25,8 +25,9 @@ if str(ROOT) not in sys.path:
 
 from demo.memory import configure_malloc  # noqa: E402
 
-# The app's allocator settings (app.py), set before this process starts
-# threads, so that the forwards timed here allocate as the app's do.
+# The app's allocator settings (app.py), set before this process starts the
+# threads that run forwards, so that the forwards timed here allocate as the
+# app's do.
 configure_malloc()
 
 

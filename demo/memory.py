@@ -1,24 +1,27 @@
 """The C library's memory allocator, set for a process that runs forwards
 over and over.
 
-A forward allocates its activations (tens of megabytes each at batch 8) and
-frees them at the end. glibc's malloc, as it comes, serves the largest from
-fresh ``mmap`` pages and hands them back on ``free``, and the threads that run
-forwards each get an arena of 64 MB heaps that are unmapped as soon as they
-are empty; either way the next forward touches new pages, and the kernel
-zeroes each on its first touch (page faults: 10,000-50,000 per forward
-here). Measured on the 2-core machine of benchmarks/RESULTS.md, a
-single-threaded EfficientNet-Lite0 forward at batch 3 took 106-118 ms that
-way and 57 ms once its memory was reused; at batch 8, 255-300 ms against
-157 ms.
+A forward allocates its activations (megabytes to tens of megabytes each)
+and frees them at the end. glibc's malloc, as it comes, gives each thread
+that runs forwards an arena of 64 MB heaps, and unmaps a heap as soon as it
+is empty; so the next forward touches new pages, and the kernel zeroes each
+on its first touch (a page fault). :func:`configure_malloc` has every thread
+allocate from the one main heap (``M_ARENA_MAX`` 1), keeps up to 256 MB free
+at its top for the next forward (``M_TRIM_THRESHOLD``), and still maps
+blocks over 32 MB (``M_MMAP_THRESHOLD``, glibc's largest) on their own, so
+that a one-off large buffer (a huge upload's pixels) goes back to the kernel
+when freed.
 
-:func:`configure_malloc` has every thread allocate from one heap
-(``M_ARENA_MAX`` 1), never from separate ``mmap`` pages (``M_MMAP_MAX`` 0),
-and keep up to 512 MB free at the top of that heap (``M_TRIM_THRESHOLD``)
-instead of returning it, so that what one forward freed serves the next. The
-process keeps the memory of its busiest moment (the models it has loaded
-and its largest batch), which it would need again at the next busy moment
-anyway.
+Measured on the 2-core machine of benchmarks/RESULTS.md, single-threaded
+forwards on a core worker as the app runs queued requests (median of 4, after
+2 to warm up), as glibc comes -> set here: EfficientNet-Lite0 at batch 3, 73
+ms and 7,820 page faults per forward -> 47 ms and none; at batch 8, 272 ms
+and 26,629 -> 171 ms and 18,986 (its largest activations are over 32 MB).
+Swin-T at batch 8: 44,758 page faults -> 9,409-19,369.
+
+Freed blocks inside the heap stay with the process until reused;
+:func:`release_free_memory` hands their pages back, and the app calls it when
+it drops a model.
 """
 from __future__ import annotations
 
@@ -26,23 +29,42 @@ import ctypes
 import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
-M_MMAP_MAX = -4
+M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
-TRIM_THRESHOLD_BYTES = 512 * 2**20
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # the most glibc accepts (half its heap size)
+TRIM_THRESHOLD_BYTES = 256 * 2**20
+
+
+def _glibc():
+    """The process's C library if it is glibc (it has ``malloc_trim``), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)  # the C library this process already uses
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.malloc_trim.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 def configure_malloc() -> bool:
     """Set glibc's malloc as described above; call it before the process
     starts threads (an arena, once a thread has one, stays). Returns whether
-    it was set: False where the C library is not glibc (no ``mallopt``, or
-    one that refuses), which keeps its own behaviour."""
-    if not sys.platform.startswith("linux"):
+    it was set: False where the C library is not glibc, which keeps its own
+    behaviour."""
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
-    return all(mallopt(parameter, value) == 1 for parameter, value in settings)
+    settings = ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
+
+
+def release_free_memory() -> bool:
+    """Hand the pages of the heap's free blocks back to the kernel (glibc's
+    ``malloc_trim(0)``), e.g. after a model was dropped. Returns whether
+    any memory was released (False also where the C library is not glibc)."""
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False

@@ -26,6 +26,7 @@ import models
 from demo import views
 from demo.batching import MicroBatcher
 from demo.cores import CoreWorkers
+from demo.memory import release_free_memory
 
 # Progress callback: (fraction done or None, what is happening).
 Report = Callable[[float | None, str], None]
@@ -71,6 +72,8 @@ class Settings:
     ``APP_TORCH_THREADS`` [CPUs / concurrency]: threads per forward.
     ``APP_DOWNLOAD_RETRY_S`` [120]: after the Hub failed for a model, how long
     to answer from that failure before asking the Hub again.
+    ``APP_TUNE_MALLOC`` [1], read by app.py before anything else: 0 leaves
+    glibc's allocator as it comes (demo/memory.py).
     """
 
     model_cache_mb: float = 2500
@@ -239,9 +242,12 @@ class ModelCache:
                 raise unusable from error
             if pretrained:
                 self._failures.pop(name, None)
-            for evicted in self._models.put(key, model):
+            evicted = self._models.put(key, model)
+            for dropped in evicted:
                 if self._on_evict is not None:
-                    self._on_evict(evicted)
+                    self._on_evict(dropped)
+            if evicted:  # their weights are free blocks inside the heap now: back to the kernel
+                release_free_memory()
             return model
 
     def _raise_if_known_unavailable(self, name: str) -> None:

@@ -399,8 +399,8 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
 def serve(demo: gr.Blocks, settings: Settings | None = None) -> None:
     """``demo.launch(**launch_options())`` for a server that runs for days.
 
-    First the objects that live as long as the app (every imported module,
-    the built page: about 510,000 objects) are moved out of the garbage
+    First the objects that live as long as the app (the modules imported so
+    far, the built page: about 510,000 objects) are moved out of the garbage
     collector's reach (``gc.freeze``). A full collection walks every object
     it tracks, and with these that took 240 ms here, during which every
     request in the process waits; it now walks only what serving left alive.

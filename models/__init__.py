@@ -81,9 +81,10 @@ def create_model(name: str, pretrained: bool = False, *, tqdm_class=None, **over
 def prepare_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     """``model``, made faster for inference on CPU, in place (the app does this
     to every model it loads). The EfficientNets fold their BatchNorms into
-    their convolutions and run channels-last (logits within ~1e-5 of the
-    unprepared model's; it can no longer be trained or take a checkpoint);
-    other models come back as they were."""
+    their convolutions and run channels-last (their logits round
+    differently, as close to the exact ones as timm's fp32 logits are; they
+    can no longer be trained or take a checkpoint); other models come back
+    as they were."""
     prepare = getattr(model, "prepare_for_inference", None)
     return prepare() if callable(prepare) else model
 

@@ -282,8 +282,9 @@ def test_byte_lru_evicts_least_recently_used_and_keeps_an_oversized_entry_alone(
     assert cache.keys() == ["huge"] and cache.total_bytes == 50
 
 
-def test_model_cache_loads_once_under_concurrent_requests_and_bounds_memory():
-    calls = []
+def test_model_cache_loads_once_under_concurrent_requests_and_bounds_memory(monkeypatch):
+    calls, released = [], []
+    monkeypatch.setattr(service_module, "release_free_memory", lambda: released.append(cache.loaded()))
     lock = threading.Lock()
 
     def create(name, pretrained, tqdm_class=None):
@@ -300,10 +301,21 @@ def test_model_cache_loads_once_under_concurrent_requests_and_bounds_memory():
     assert calls == ["efficientnet_lite0"]
     cache.get("swin_cifar", False)
     assert cache.loaded() == [("efficientnet_lite0", True), ("swin_cifar", False)]
+    assert released == []
     cache.get("tf_efficientnetv2_s", True)  # 12 MB > 10 MB bound: loads, alone
     assert cache.loaded() == [("tf_efficientnetv2_s", True)]
+    assert released == [[("tf_efficientnetv2_s", True)]]  # the dropped models' memory is handed back, once
     cache.get("efficientnet_lite0", True)
     assert calls.count("efficientnet_lite0") == 2
+
+
+def test_the_service_runs_its_models_prepared_for_inference():
+    service = InferenceService(Settings(download_retry_s=0))
+    lite0 = service.models.get("efficientnet_lite0", True)
+    assert lite0.prepared_for_inference and not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.modules())
+    assert service.classify(Image.open(ROOT / "assets" / "examples" / "cat.jpg").convert("RGB"),
+                            "efficientnet_lite0").probabilities  # and it classifies
+    assert not service.models.get("swin_cifar", False).training
 
 
 def test_model_cache_remembers_a_failed_download(monkeypatch):

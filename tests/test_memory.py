@@ -1,6 +1,8 @@
 """demo/memory.py: with glibc's malloc set as the app sets it (app.py), a
 forward's freed activations serve the next forward instead of going back to
-the kernel, so the next one does not fault its pages in again.
+the kernel, so the next one does not fault its pages in again; a one-off
+large buffer still goes back when freed, and release_free_memory hands back
+what a dropped model leaves inside the heap.
 
 Run in a fresh interpreter: the settings are the process's, and they must
 come before its threads start, as in app.py.
@@ -63,8 +65,54 @@ def test_freed_activations_are_reused_not_faulted_in_again():
     assert statistics.median(configured["faults"][2:]) < default_faults / 10, (configured, default)
 
 
+# Resident memory (VmRSS, MB) after each step, in a thread as the app's requests run.
+RETURN_PROBE = """
+import json, sys, threading
+sys.path.insert(0, {root!r})
+from demo.memory import configure_malloc, release_free_memory
+assert configure_malloc()
+import torch
+
+def resident():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+steps = {{}}
+def run():
+    steps["start"] = resident()
+    big = torch.ones(75 * 2**20)  # 300 MB: a huge upload's pixels
+    steps["big"] = resident()
+    del big
+    steps["big freed"] = resident()
+    weights = [torch.ones(2**20) for _ in range(75)]  # 300 MB of 4 MB blocks: a model's weights
+    pinned = torch.ones(1000)  # allocated after them: the heap cannot shrink below it
+    steps["model"] = resident()
+    del weights
+    steps["model dropped"] = resident()
+    steps["released"] = release_free_memory()
+    steps["after release"] = resident()
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+print(json.dumps(steps))
+"""
+
+
+@glibc_only
+def test_large_buffers_and_dropped_models_go_back_to_the_kernel():
+    out = subprocess.run([sys.executable, "-c", RETURN_PROBE.format(root=str(ROOT))], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=ROOT)
+    steps = json.loads(out.stdout.strip().splitlines()[-1])
+    assert steps["big"] - steps["start"] > 250, steps
+    assert steps["big freed"] - steps["start"] < 50, steps  # mapped on its own, unmapped when freed
+    assert steps["model"] - steps["start"] > 250, steps
+    assert steps["model dropped"] - steps["start"] > 250, steps  # free blocks inside the heap: kept...
+    assert steps["released"] is True
+    assert steps["after release"] - steps["start"] < 50, steps  # ...until handed back
+
+
 def test_elsewhere_it_says_it_did_nothing(monkeypatch):
     from demo import memory
 
     monkeypatch.setattr(memory.sys, "platform", "darwin")
     assert memory.configure_malloc() is False
+    assert memory.release_free_memory() is False

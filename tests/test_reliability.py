@@ -378,17 +378,17 @@ def test_byte_lru_removes_entries_by_key():
 
 
 MEMORY_SCRIPT = r"""
-import ctypes, gc, json, os, sys, time, weakref
+import gc, json, os, sys, time, weakref
 sys.path.insert(0, sys.argv[1])
+from demo.memory import configure_malloc
+configure_malloc()  # as app.py does, before any thread starts
 import numpy as np, torch
 from PIL import Image
 import models
 from demo.service import InferenceService, ModelCache, Settings, parameter_bytes
 
-libc = ctypes.CDLL("libc.so.6")
-def resident_mb(key="VmRSS"):
+def resident_mb(key="VmRSS"):  # as the app's allocator leaves it: the cache hands back what it drops
     gc.collect()
-    libc.malloc_trim(0)  # glibc keeps freed memory otherwise
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(key + ":")) / 1024
 
