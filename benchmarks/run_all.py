@@ -204,13 +204,14 @@ pretrained one does).
 
 {app_parts['request']}
 
-*request - forward* is what the app and the client add to the model. It
-includes gradio_client's own costs: it checks its message queue every 50 ms,
-so a result waits for the next tick (0 to 50 ms, the main part of the
-overhead). The figures use `gradio_client.Client(url, ssl_verify=<one
-ssl.SSLContext>)`: as it comes, gradio_client builds a fresh TLS context, with
-the CA certificates loaded (~20 ms each here), for each of the three HTTP
-calls of every request, even to an `http://` URL (column *as it comes*). *raw
+*request - forward* is what the app and the client add to the model. The
+figures use `gradio_client.Client(url, ssl_verify=<one ssl.SSLContext>)`,
+checking for the result every 2 ms (`bench_app.polling_every`). As it comes
+(column *as it comes*), gradio_client checks its message queue every 50 ms,
+so a result that has come waits for the next check (0 to 50 ms), and it builds a
+fresh TLS context, with the CA certificates loaded (~20 ms each here), for
+each of the three HTTP calls of every request, even to an `http://` URL. A
+browser has neither cost. *raw
 HTTP* makes the same three calls (upload, join the queue, read the event
 stream) on a kept-alive connection without polling: the server's own time.
 The second table: the Swin views (no goal in the issue). Drawing the views
