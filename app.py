@@ -8,7 +8,7 @@ import os
 
 from demo.memory import configure_malloc
 
-if os.environ.get("APP_TUNE_MALLOC", "1").strip() != "0":
+if os.environ.get("APP_TUNE_MALLOC", "1").strip().lower() not in ("0", "false", "no", "off"):
     configure_malloc()  # before any thread starts; see demo/memory.py
 
 from demo.ui import build_demo, serve  # noqa: E402

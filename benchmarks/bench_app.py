@@ -180,23 +180,45 @@ class RawClient:
         raise RuntimeError("The app's event stream ended without the result.")
 
 
+POLL_S = 0.002  # how often the benchmark's gradio_client checks for a result
+POLLING_LOOP = "stream_sse_v1plus"  # gradio_client.utils: waits for a request's messages
+polled = [0]  # sleeps shortened by polling_every, to check that it works
+
+
 @contextlib.contextmanager
 def polling_every(seconds: float):
     """gradio_client waits for a result by checking its message queue, with a
     50 ms sleep between checks: a result that has come waits for the next
-    check, 0 to 50 ms (a browser gets it when it comes). Inside this
-    context its sleeps last at most ``seconds``, so that a request's time is
-    the app's and not the client's tick."""
+    check, 0 to 50 ms (a browser gets it when it comes). Inside this context
+    those sleeps last at most ``seconds``, so that a request's time is the
+    app's and not the client's tick; other sleeps (its check for
+    cancellation) are left alone. Process-wide: for one thread's use at a
+    time (the clients may be threads of it)."""
     import gradio_client.utils as client_utils
 
     real = client_utils.time
+
+    def sleep(duration: float) -> None:
+        if sys._getframe(1).f_code.co_name == POLLING_LOOP:
+            polled[0] += 1
+            duration = min(duration, seconds)
+        real.sleep(duration)
+
     shim = types.SimpleNamespace(**{name: getattr(real, name) for name in dir(real) if not name.startswith("__")})
-    shim.sleep = lambda duration: real.sleep(min(duration, seconds))
+    shim.sleep = sleep
     client_utils.time = shim
     try:
         yield
     finally:
         client_utils.time = real
+
+
+def check_polling_shortened() -> None:
+    """Fail loudly where gradio_client no longer waits as polling_every expects
+    (its figures would silently include the 50 ms ticks again)."""
+    if polled[0] == 0:
+        raise RuntimeError(f"polling_every shortened no sleep: gradio_client.utils.{POLLING_LOOP} no longer "
+                           "sleeps through gradio_client.utils.time; update benchmarks/bench_app.py.")
 
 
 def classify(client, architecture: str, path: Path = CAT, top_k: int = 5) -> dict:
@@ -265,7 +287,7 @@ def bare_models(swin_reference) -> dict[str, tuple]:
 def request_latency(url: str, architecture: str, model, x, requests: int, budget_s: float,
                     worker: concurrent.futures.Executor) -> dict:
     """Requests through the app (gradio_client sharing one TLS context and
-    checking for the result every 2 ms; gradio_client as it comes; the raw
+    checking for the result every ``POLL_S``; gradio_client as it comes; the raw
     HTTP calls) and bare forwards here on ``worker`` (a thread, as the app
     runs its forwards), interleaved."""
     import torch
@@ -279,13 +301,14 @@ def request_latency(url: str, architecture: str, model, x, requests: int, budget
 
     client, default_client, raw = client_for(url), client_for(url, reuse_tls_context=False), RawClient(url)
     def request():
-        with polling_every(0.002):
+        with polling_every(POLL_S):
             classify(client, architecture)
 
     samples = interleaved_ms({"request": request,
                               "default_client": lambda: classify(default_client, architecture),
                               "raw": lambda: raw.classify(architecture), "forward": forward},
                              min_rounds=min(8, requests), max_rounds=requests, budget_s=budget_s, warmup=2)
+    check_polling_shortened()
     request, bare = samples["request"], median(samples["forward"])
     return dict(architecture=architecture, n=len(request), request_median_ms=median(request),
                 request_p95_ms=percentile(request, 95), forward_median_ms=bare,
@@ -354,7 +377,8 @@ def run_clients(url: str, architecture: str, clients: int, per_client: int) -> t
     here (200-320 ms measured in this process, which holds timm and the
     reference models) would stop all of them at once, which separate users
     never do: as ``timeit`` does, the collector is off while they run, and
-    catches up after."""
+    catches up after. Like a browser, they see a result when it comes
+    (:func:`polling_every`)."""
     connections = [client_for(url) for _ in range(clients)]
     barrier = threading.Barrier(clients + 1)
 
@@ -365,7 +389,7 @@ def run_clients(url: str, architecture: str, clients: int, per_client: int) -> t
     gc.collect()
     gc.disable()
     try:
-        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        with polling_every(POLL_S), concurrent.futures.ThreadPoolExecutor(clients) as pool:
             futures = [pool.submit(one, c) for c in connections]
             barrier.wait(timeout=60)
             start = time.perf_counter()

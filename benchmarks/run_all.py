@@ -245,10 +245,12 @@ request that finds the CPU idle one forward with every thread; requests that
 arrive while forwards run wait, and each core that comes free takes its share
 of them (up to 8) as a single-threaded forward, so both cores stay busy with
 the cheaper single-threaded forwards under load. The clients are threads of
-the benchmark's process: as `timeit` does, its garbage collector is off while
-they run, since one full collection there (200-320 ms: the process holds
-timm and the reference models) stopped all 8 at once, which separate users
-never do. The app's own long-lived objects are frozen out of its collector
+the benchmark's process, each a `gradio_client.Client` checking for its
+result every 2 ms as above (as it comes, one client in a row would wait 0 to
+50 ms after every result, the server idle). As `timeit` does, the process's
+garbage collector is off while they run: one full collection there (200-320
+ms: the process holds timm and the reference models) stopped all 8 at once,
+which separate users never do. The app's own long-lived objects are frozen out of its collector
 at start (`demo.ui.serve`).
 
 {app_parts['throughput']}

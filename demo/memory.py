@@ -21,7 +21,7 @@ Swin-T at batch 8: 44,758 page faults -> 9,409-19,369.
 
 Freed blocks inside the heap stay with the process until reused;
 :func:`release_free_memory` hands their pages back, and the app calls it when
-it drops a model.
+a model it dropped is gone (demo/service.py, ModelCache).
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Hashable, TypeVar
@@ -190,8 +191,19 @@ class LoadedModel:
 def load_for_inference(name: str, pretrained: bool = False, **options) -> torch.nn.Module:
     """``models.create_model``, prepared for inference on CPU
     (``models.prepare_for_inference``: the EfficientNets fold BatchNorm into
-    their convolutions and run channels-last, 15-30 % faster here)."""
+    their convolutions and run channels-last, in 20-35 % less time here)."""
     return models.prepare_for_inference(models.create_model(name, pretrained, **options))
+
+
+RELEASE_DELAY_S = 1.0
+
+
+def _release_memory_soon() -> None:
+    """``release_free_memory`` in a moment, on a thread of its own: a weakref
+    callback runs before the object's attributes (the weights) are freed."""
+    timer = threading.Timer(RELEASE_DELAY_S, release_free_memory)
+    timer.daemon = True
+    timer.start()
 
 
 class ModelCache:
@@ -242,12 +254,13 @@ class ModelCache:
                 raise unusable from error
             if pretrained:
                 self._failures.pop(name, None)
-            evicted = self._models.put(key, model)
-            for dropped in evicted:
+            # When the model is gone (dropped from here, and the last request
+            # using it done), its weights are free blocks inside the heap: back
+            # to the kernel with them, once the object has finished freeing them.
+            weakref.finalize(model, _release_memory_soon).atexit = False
+            for dropped in self._models.put(key, model):
                 if self._on_evict is not None:
                     self._on_evict(dropped)
-            if evicted:  # their weights are free blocks inside the heap now: back to the kernel
-                release_free_memory()
             return model
 
     def _raise_if_known_unavailable(self, name: str) -> None:

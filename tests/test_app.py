@@ -282,9 +282,8 @@ def test_byte_lru_evicts_least_recently_used_and_keeps_an_oversized_entry_alone(
     assert cache.keys() == ["huge"] and cache.total_bytes == 50
 
 
-def test_model_cache_loads_once_under_concurrent_requests_and_bounds_memory(monkeypatch):
-    calls, released = [], []
-    monkeypatch.setattr(service_module, "release_free_memory", lambda: released.append(cache.loaded()))
+def test_model_cache_loads_once_under_concurrent_requests_and_bounds_memory():
+    calls = []
     lock = threading.Lock()
 
     def create(name, pretrained, tqdm_class=None):
@@ -301,12 +300,26 @@ def test_model_cache_loads_once_under_concurrent_requests_and_bounds_memory(monk
     assert calls == ["efficientnet_lite0"]
     cache.get("swin_cifar", False)
     assert cache.loaded() == [("efficientnet_lite0", True), ("swin_cifar", False)]
-    assert released == []
     cache.get("tf_efficientnetv2_s", True)  # 12 MB > 10 MB bound: loads, alone
     assert cache.loaded() == [("tf_efficientnetv2_s", True)]
-    assert released == [[("tf_efficientnetv2_s", True)]]  # the dropped models' memory is handed back, once
     cache.get("efficientnet_lite0", True)
     assert calls.count("efficientnet_lite0") == 2
+
+
+def test_a_dropped_model_s_memory_goes_back_once_its_last_request_is_done(monkeypatch):
+    """The weights of a model the cache dropped are handed back to the kernel
+    (release_free_memory) when the model is gone, not before: a request may
+    still be using it."""
+    released = threading.Event()
+    monkeypatch.setattr(service_module, "release_free_memory", released.set)
+    monkeypatch.setattr(service_module, "RELEASE_DELAY_S", 0.01)
+    cache = ModelCache(max_bytes=10 * 2**20, create=lambda name, pretrained, tqdm_class=None: FakeModel(6))
+    in_use = cache.get("efficientnet_lite0", True)  # a request holds it...
+    cache.get("swin_cifar", False)  # ...while the cache drops it
+    assert cache.loaded() == [("swin_cifar", False)]
+    assert not released.wait(0.3)
+    del in_use  # the request is done
+    assert released.wait(5)
 
 
 def test_the_service_runs_its_models_prepared_for_inference():
@@ -315,7 +328,6 @@ def test_the_service_runs_its_models_prepared_for_inference():
     assert lite0.prepared_for_inference and not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.modules())
     assert service.classify(Image.open(ROOT / "assets" / "examples" / "cat.jpg").convert("RGB"),
                             "efficientnet_lite0").probabilities  # and it classifies
-    assert not service.models.get("swin_cifar", False).training
 
 
 def test_model_cache_remembers_a_failed_download(monkeypatch):

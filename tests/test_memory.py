@@ -83,8 +83,12 @@ def run():
     steps["big"] = resident()
     del big
     steps["big freed"] = resident()
-    weights = [torch.ones(2**20) for _ in range(75)]  # 300 MB of 4 MB blocks: a model's weights
-    pinned = torch.ones(1000)  # allocated after them: the heap cannot shrink below it
+    # 300 MB of 4 MB blocks, a model's weights, each followed by a small block
+    # that stays: freed, they are holes inside the heap, not its top.
+    weights, kept = [], []
+    for _ in range(75):
+        weights.append(torch.ones(2**20))
+        kept.append(torch.ones(1000))
     steps["model"] = resident()
     del weights
     steps["model dropped"] = resident()
