@@ -123,6 +123,13 @@ def app_sections(app: dict | None, problem: str) -> dict[str, str]:
             [[SHORT.get(r["architecture"], r["architecture"]), f"{r['serial_median_ms']:.0f}",
               f"{r['capacity']['wide_ms']:.0f}", f"{r['capacity']['lanes_ms_per_image']:.0f}",
               f"{r['capacity']['gain']:.2f}", f"{r['ceiling']:.2f}"] for r in capacity_rows])
+        for r in capacity_rows:
+            if r["ceiling"] < THROUGHPUT_GOAL:
+                throughput += (f"\n\n{SHORT.get(r['architecture'], r['architecture'])}: the ceiling "
+                               f"({r['ceiling']:.2f}) is under the goal's {THROUGHPUT_GOAL}: even with no cost "
+                               "but the forwards, these cores cannot give 8 clients 1.5 x what one client in a "
+                               "row gets, since a lone forward with every thread costs only "
+                               f"{r['capacity']['gain']:.2f} x a forward's share of the cores under load.")
     views = app.get("views")
     if views:
         latency += "\n\n" + markdown_table(

@@ -254,13 +254,16 @@ class ModelCache:
                 raise unusable from error
             if pretrained:
                 self._failures.pop(name, None)
-            # When the model is gone (dropped from here, and the last request
-            # using it done), its weights are free blocks inside the heap: back
-            # to the kernel with them, once the object has finished freeing them.
+            # A dropped model's weights become free blocks inside the heap: back
+            # to the kernel with them now (usually nothing else holds the model),
+            # and again when the model is gone, if a request still held it.
             weakref.finalize(model, _release_memory_soon).atexit = False
-            for dropped in self._models.put(key, model):
+            evicted = self._models.put(key, model)
+            for dropped in evicted:
                 if self._on_evict is not None:
                     self._on_evict(dropped)
+            if evicted:
+                release_free_memory()
             return model
 
     def _raise_if_known_unavailable(self, name: str) -> None:

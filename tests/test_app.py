@@ -310,16 +310,21 @@ def test_a_dropped_model_s_memory_goes_back_once_its_last_request_is_done(monkey
     """The weights of a model the cache dropped are handed back to the kernel
     (release_free_memory) when the model is gone, not before: a request may
     still be using it."""
-    released = threading.Event()
-    monkeypatch.setattr(service_module, "release_free_memory", released.set)
+    calls = []
+    monkeypatch.setattr(service_module, "release_free_memory", lambda: calls.append(time.monotonic()))
     monkeypatch.setattr(service_module, "RELEASE_DELAY_S", 0.01)
     cache = ModelCache(max_bytes=10 * 2**20, create=lambda name, pretrained, tqdm_class=None: FakeModel(6))
     in_use = cache.get("efficientnet_lite0", True)  # a request holds it...
     cache.get("swin_cifar", False)  # ...while the cache drops it
     assert cache.loaded() == [("swin_cifar", False)]
-    assert not released.wait(0.3)
-    del in_use  # the request is done
-    assert released.wait(5)
+    assert len(calls) == 1  # at the eviction (nothing to give back yet: the model is alive)
+    time.sleep(0.3)
+    assert len(calls) == 1
+    del in_use  # the request is done: the model is gone
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(calls) == 2
 
 
 def test_the_service_runs_its_models_prepared_for_inference():
