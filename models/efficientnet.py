@@ -272,10 +272,11 @@ class EfficientNet(nn.Module):
         weights are rounded products, and channels-last kernels add in
         another order): tests/test_parity.py holds them as close to the
         exact (float64) logits as timm's own fp32 ones are (within 3 x
-        timm's error, or 1e-4 where that is larger), and on the bundled Lite0 and the example photos the
-        probabilities agree with the unprepared model's within 1e-5
-        (tests/test_models.py). The BatchNorms are gone afterwards: the model
-        can no longer be trained, nor take a checkpoint."""
+        timm's error, or 1e-4 where that is larger), and on the bundled
+        Lite0 and the example photos the probabilities agree with the
+        unprepared model's within 1e-5 (tests/test_models.py). The
+        BatchNorms are gone afterwards: the model can no longer be trained,
+        nor take a checkpoint."""
         for module in self.modules():
             if isinstance(module, ConvBNAct):
                 module.fold_batchnorm()
