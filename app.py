@@ -8,8 +8,8 @@ import os
 
 from demo.memory import configure_malloc
 
-if os.environ.get("APP_TUNE_MALLOC", "1").strip().lower() not in ("0", "false", "no", "off"):
-    configure_malloc()  # before any thread starts; see demo/memory.py
+if os.environ.get("APP_TUNE_MALLOC", "0").strip().lower() in ("1", "true", "yes", "on"):
+    configure_malloc()  # opt-in, before any thread starts; see demo/memory.py
 
 from demo.ui import build_demo, serve  # noqa: E402
 

@@ -23,13 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from demo.memory import configure_malloc  # noqa: E402
-
-# The app's allocator settings (app.py), set before this process starts the
-# threads that run forwards, so that the forwards timed here allocate as the
-# app's do.
-configure_malloc()
-
 
 def percentile(values: list[float], q: float) -> float:
     """The ``q``-th percentile (0 to 100), linear between the nearest ranks."""

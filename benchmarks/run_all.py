@@ -237,10 +237,9 @@ empty Hub cache except the Swin-T checkpoint above.
 
 {app_parts['memory']}
 
-The app sets glibc's allocator to keep what a forward freed for the next one
-(`demo/memory.py`: one heap for every thread, up to 256 MB kept free at its
-top; blocks over 32 MB still mapped on their own and unmapped when freed),
-and hands the memory of a model it drops back to the kernel.
+The app hands the memory of a model it drops back to the kernel
+(`demo/memory.py`, `malloc_trim`). Its allocator settings for repeated
+forwards (`APP_TUNE_MALLOC=1`) are off by default and off here.
 
 ## Throughput: 8 clients at once / one client in a row
 

@@ -19,6 +19,12 @@ ms and 7,820 page faults per forward -> 47 ms and none; at batch 8, 272 ms
 and 26,629 -> 171 ms and 18,986 (its largest activations are over 32 MB).
 Swin-T at batch 8: 44,758 page faults -> 9,409-19,369.
 
+Off by default (app.py turns it on with ``APP_TUNE_MALLOC=1``): with it, the
+peak resident memory of tests/test_reliability.py's model-loading sequence
+(models loaded and dropped one after another) reached 2,629 MB in 1 of 4
+runs (1,973-1,978 MB in the others), against 1,970-1,977 MB in 6 of 6 runs
+without; a memory-bound Space cannot afford that.
+
 Freed blocks inside the heap stay with the process until reused;
 :func:`release_free_memory` hands their pages back, and the app calls it when
 a model it dropped is gone (demo/service.py, ModelCache).

@@ -380,8 +380,6 @@ def test_byte_lru_removes_entries_by_key():
 MEMORY_SCRIPT = r"""
 import gc, json, os, sys, time, weakref
 sys.path.insert(0, sys.argv[1])
-from demo.memory import configure_malloc
-configure_malloc()  # as app.py does, before any thread starts
 import numpy as np, torch
 from PIL import Image
 import models
