@@ -1,4 +1,4 @@
-"""demo/memory.py: with glibc's malloc set as the app sets it (app.py), a
+"""demo/memory.py: with glibc's malloc set as app.py sets it with APP_TUNE_MALLOC=1, a
 forward's freed activations serve the next forward instead of going back to
 the kernel, so the next one does not fault its pages in again; a one-off
 large buffer still goes back when freed, and release_free_memory hands back
@@ -61,7 +61,7 @@ def test_freed_activations_are_reused_not_faulted_in_again():
     # thousands of pages (7,000-19,000 here: 30-75 MB)...
     default_faults = statistics.median(default["faults"][2:])
     assert default_faults > 2000, default
-    # ...and set as the app sets it, nearly none.
+    # ...and set as app.py sets it (APP_TUNE_MALLOC=1), nearly none.
     assert statistics.median(configured["faults"][2:]) < default_faults / 10, (configured, default)
 
 
