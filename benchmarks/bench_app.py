@@ -41,6 +41,7 @@ import types
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -108,6 +109,11 @@ class AppProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("No VmRSS in /proc/<pid>/status.")
+
+    def cpu_s(self) -> float:
+        """CPU time the app process has used (user + system, every thread), seconds."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
@@ -369,9 +375,12 @@ def core_capacity(model, x, budget_s: float, worker: concurrent.futures.Executor
     return dict(cores=cores, wide_ms=wide_ms, lanes_ms_per_image=lanes_ms, gain=wide_ms / lanes_ms)
 
 
-def run_clients(url: str, architecture: str, clients: int, per_client: int) -> tuple[float, list[float]]:
+def run_clients(url: str, architecture: str, clients: int, per_client: int,
+                cpu_s: Callable[[], float] = lambda: 0.0) -> tuple[float, list[float], float, float]:
     """``clients`` clients, each sending ``per_client`` requests one after the
-    other, all starting together; (seconds from start to the last answer, latencies in ms).
+    other, all starting together; (seconds from start to the last answer,
+    latencies in ms, CPU seconds of the app (``cpu_s``, read before and
+    after) and of this process, the clients, over that time).
 
     The clients are threads of this process, and a full garbage collection
     here (200-320 ms measured in this process, which holds timm and the
@@ -392,33 +401,39 @@ def run_clients(url: str, architecture: str, clients: int, per_client: int) -> t
         with polling_every(POLL_S), concurrent.futures.ThreadPoolExecutor(clients) as pool:
             futures = [pool.submit(one, c) for c in connections]
             barrier.wait(timeout=60)
-            start = time.perf_counter()
+            start, app_cpu, clients_cpu = time.perf_counter(), cpu_s(), time.process_time()
             latencies = [ms for f in futures for ms in f.result(timeout=REQUEST_TIMEOUT_S * per_client)]
             elapsed = time.perf_counter() - start
+            app_cpu, clients_cpu = cpu_s() - app_cpu, time.process_time() - clients_cpu
     finally:
         gc.enable()
-    return elapsed, latencies
+    return elapsed, latencies, app_cpu, clients_cpu
 
 
-def throughput(url: str, architecture: str, clients: int, requests: int, rounds: int) -> dict:
+def throughput(url: str, architecture: str, clients: int, requests: int, rounds: int,
+               app_cpu_s: Callable[[], float] = lambda: 0.0) -> dict:
     """One client sending ``requests`` in a row, then ``clients`` clients
     sending ``requests`` together (``requests // clients`` each), alternately
-    ``rounds`` times."""
+    ``rounds`` times; with the CPU time per request under load of the app
+    (``app_cpu_s``: its process's CPU seconds so far) and of the clients."""
     classify(client_for(url), architecture)  # the model is loaded
-    serial_time = concurrent_time = 0.0
+    serial_time = concurrent_time = app_cpu = clients_cpu = 0.0
     serial_latencies: list[float] = []
     concurrent_latencies: list[float] = []
     per_client = max(1, requests // clients)
     for _ in range(rounds):
-        elapsed, latencies = run_clients(url, architecture, 1, requests)
+        elapsed, latencies, _, _ = run_clients(url, architecture, 1, requests, app_cpu_s)
         serial_time += elapsed
         serial_latencies += latencies
-        elapsed, latencies = run_clients(url, architecture, clients, per_client)
+        elapsed, latencies, app, own = run_clients(url, architecture, clients, per_client, app_cpu_s)
         concurrent_time += elapsed
         concurrent_latencies += latencies
+        app_cpu, clients_cpu = app_cpu + app, clients_cpu + own
     serial_rps = len(serial_latencies) / serial_time
     concurrent_rps = len(concurrent_latencies) / concurrent_time
     return dict(architecture=architecture, clients=clients, serial_requests=len(serial_latencies),
+                app_cpu_ms_per_request=1000 * app_cpu / len(concurrent_latencies),
+                clients_cpu_ms_per_request=1000 * clients_cpu / len(concurrent_latencies),
                 concurrent_requests=len(concurrent_latencies), serial_rps=serial_rps, concurrent_rps=concurrent_rps,
                 ratio=concurrent_rps / serial_rps, serial_median_ms=median(serial_latencies),
                 concurrent_median_ms=median(concurrent_latencies),
@@ -493,12 +508,17 @@ def main(argv=None) -> dict:
 
             results["throughput"] = []
             for architecture in args.throughput_models:
-                row = throughput(app.url, architecture, args.clients, args.throughput_requests, args.rounds)
+                row = throughput(app.url, architecture, args.clients, args.throughput_requests, args.rounds,
+                                 app.cpu_s)
                 if architecture in bare:
                     model, x = bare[architecture]
                     row["capacity"] = core_capacity(model, x, budget_s=10.0, worker=worker)
                     # The most N clients can gain: a request in a row against a forward's share of the cores.
                     row["ceiling"] = row["serial_median_ms"] / row["capacity"]["lanes_ms_per_image"]
+                    # What the app's own CPU time per request under load allows on these
+                    # cores, with clients that cost nothing, against one client in a row.
+                    row["app_cpu_bound"] = (row["capacity"]["cores"] * 1000 / row["app_cpu_ms_per_request"]
+                                            / row["serial_rps"])
                 results["throughput"].append(row)
                 print(f"{architecture}: {row['serial_rps']:.2f} -> {row['concurrent_rps']:.2f} requests/s "
                       f"(x{row['ratio']:.2f}), slowest / median under load {row['tail_ratio']:.2f}", flush=True)

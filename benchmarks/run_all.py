@@ -119,10 +119,12 @@ def app_sections(app: dict | None, problem: str) -> dict[str, str]:
         throughput += "\n\n" + markdown_table(
             ["architecture", "one client: request median ms", "a lone forward, every thread, ms",
              "forwards side by side, one per core: ms per image", "side by side / lone",
-             "ceiling: request median / ms per image"],
+             "ceiling: request median / ms per image", "app CPU ms per request under load",
+             "clients' CPU ms per request", "bound: cores / app CPU per request, over one client's req/s"],
             [[SHORT.get(r["architecture"], r["architecture"]), f"{r['serial_median_ms']:.0f}",
               f"{r['capacity']['wide_ms']:.0f}", f"{r['capacity']['lanes_ms_per_image']:.0f}",
-              f"{r['capacity']['gain']:.2f}", f"{r['ceiling']:.2f}"] for r in capacity_rows])
+              f"{r['capacity']['gain']:.2f}", f"{r['ceiling']:.2f}", f"{r['app_cpu_ms_per_request']:.0f}",
+              f"{r['clients_cpu_ms_per_request']:.0f}", f"{r['app_cpu_bound']:.2f}"] for r in capacity_rows])
         for r in capacity_rows:
             if r["ceiling"] < THROUGHPUT_GOAL:
                 throughput += (f"\n\n{SHORT.get(r['architecture'], r['architecture'])}: the ceiling "
@@ -130,6 +132,12 @@ def app_sections(app: dict | None, problem: str) -> dict[str, str]:
                                "but the forwards, these cores cannot give 8 clients 1.5 x what one client in a "
                                "row gets, since a lone forward with every thread costs only "
                                f"{r['capacity']['gain']:.2f} x a forward's share of the cores under load.")
+            if r["app_cpu_bound"] < THROUGHPUT_GOAL:
+                throughput += (f"\n\n{SHORT.get(r['architecture'], r['architecture'])}: at the app's own CPU time "
+                               f"per request under load ({r['app_cpu_ms_per_request']:.0f} ms), "
+                               f"{r['capacity']['cores']} cores serve at most "
+                               f"{r['capacity']['cores'] * 1000 / r['app_cpu_ms_per_request']:.1f} requests/s, "
+                               f"{r['app_cpu_bound']:.2f} x one client in a row, even with clients that cost nothing.")
     views = app.get("views")
     if views:
         latency += "\n\n" + markdown_table(
@@ -265,8 +273,12 @@ The second table, measured in the benchmark's process on the same weights
 and image, is what the cores can give: many clients can at most gain the
 ratio of one client's request time to a forward's share of the cores (the
 *ceiling*), and less by what the server (Gradio's HTTP, queue and event
-stream, about 15 ms of CPU per request here) and the 8 clients themselves
-(about 10 ms of CPU per request, on the same 2 cores) take.
+stream) and the 8 clients themselves (on the same cores) take. Its last
+columns measure those: the CPU time of the app's process (every thread:
+forwards, web server, preprocessing) and of the benchmark's process (the
+clients) while the 8 clients ran, per request; and the *bound*: the
+requests per second the cores could serve at the app's CPU time per
+request, if the clients cost nothing, over one client's rate in a row.
 """
     path.write_text(text, encoding="utf-8")
     return text
