@@ -376,7 +376,7 @@ def core_capacity(model, x, budget_s: float, worker: concurrent.futures.Executor
 
 
 def run_clients(url: str, architecture: str, clients: int, per_client: int,
-                cpu_s: Callable[[], float] = lambda: 0.0) -> tuple[float, list[float], float, float]:
+                cpu_s: Callable[[], float]) -> tuple[float, list[float], float, float]:
     """``clients`` clients, each sending ``per_client`` requests one after the
     other, all starting together; (seconds from start to the last answer,
     latencies in ms, CPU seconds of the app (``cpu_s``, read before and
@@ -411,7 +411,7 @@ def run_clients(url: str, architecture: str, clients: int, per_client: int,
 
 
 def throughput(url: str, architecture: str, clients: int, requests: int, rounds: int,
-               app_cpu_s: Callable[[], float] = lambda: 0.0) -> dict:
+               app_cpu_s: Callable[[], float]) -> dict:
     """One client sending ``requests`` in a row, then ``clients`` clients
     sending ``requests`` together (``requests // clients`` each), alternately
     ``rounds`` times; with the CPU time per request under load of the app
@@ -517,8 +517,8 @@ def main(argv=None) -> dict:
                     row["ceiling"] = row["serial_median_ms"] / row["capacity"]["lanes_ms_per_image"]
                     # What the app's own CPU time per request under load allows on these
                     # cores, with clients that cost nothing, against one client in a row.
-                    row["app_cpu_bound"] = (row["capacity"]["cores"] * 1000 / row["app_cpu_ms_per_request"]
-                                            / row["serial_rps"])
+                    row["app_cpu_max_rps"] = row["capacity"]["cores"] * 1000 / row["app_cpu_ms_per_request"]
+                    row["app_cpu_bound"] = row["app_cpu_max_rps"] / row["serial_rps"]
                 results["throughput"].append(row)
                 print(f"{architecture}: {row['serial_rps']:.2f} -> {row['concurrent_rps']:.2f} requests/s "
                       f"(x{row['ratio']:.2f}), slowest / median under load {row['tail_ratio']:.2f}", flush=True)

@@ -136,7 +136,7 @@ def app_sections(app: dict | None, problem: str) -> dict[str, str]:
                 throughput += (f"\n\n{SHORT.get(r['architecture'], r['architecture'])}: at the app's own CPU time "
                                f"per request under load ({r['app_cpu_ms_per_request']:.0f} ms), "
                                f"{r['capacity']['cores']} cores serve at most "
-                               f"{r['capacity']['cores'] * 1000 / r['app_cpu_ms_per_request']:.1f} requests/s, "
+                               f"{r['app_cpu_max_rps']:.1f} requests/s, "
                                f"{r['app_cpu_bound']:.2f} x one client in a row, even with clients that cost nothing.")
     views = app.get("views")
     if views:
