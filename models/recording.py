@@ -6,8 +6,8 @@ GIL) on its way in and out. In the app the web server needs that lock too,
 and on 2 cores an EfficientNet-Lite0 forward beside a busy Python thread took
 650 ms instead of 15: its ~250 operations each waited for the lock. A
 recording (``torch.jit.trace``) runs the same operations on the same
-tensors, in the same order, in C++ with the lock released: the results are
-the same bit for bit.
+tensors, in the same order, in C++ with the lock released (22 ms beside that
+busy thread): the results are the same bit for bit.
 
 The recording takes the model's parameters and buffers as inputs, so it
 holds no weights: the models of one architecture share it, a model loaded
@@ -17,12 +17,24 @@ architectures and input sizes used, at most ``MAX_GRAPHS``.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
+import weakref
 from typing import Sequence
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# What recording prints and nobody can act on: torch.jit.trace's deprecation
+# notice, and its TracerWarnings on this package's Python sizes (the "same"
+# paddings), which a recording serves for its one input size by design. Set
+# once: warnings.catch_warnings would swap the filters of every thread while
+# a model loads.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"models\.")
 
 # Recordings (and refusals) kept for the process's lifetime, one per
 # architecture and input size; models beyond them run their Python forward.
@@ -42,28 +54,46 @@ def _slots(model: nn.Module) -> list[tuple[dict, str]]:
 
 
 class RecordedForward:
-    """``model(x)`` for inputs ``[B, *input_size]`` (float32, CPU), without
-    Python between the operations; made by :func:`record_forward`. Reads the
-    model's parameters and buffers at each call (the ones it has then), and
-    holds no reference to the model itself."""
+    """``model(x)`` for inputs ``[B, *input_size]`` (float32, CPU, no
+    gradients, no autocast), without Python between the operations; made by
+    :func:`record_forward`. It reads the model's parameters and buffers at
+    each call from the modules that held them when it was recorded, so it
+    follows new values and new tensors under the same names; it does not
+    follow a replaced submodule, a hook added later, or a change to the
+    model's code. It keeps those parameters alive, not the model; once the
+    model is gone, or in training mode, it accepts nothing."""
 
-    def __init__(self, graph: torch.jit.ScriptFunction, slots: list[tuple[dict, str]], input_size: torch.Size):
+    def __init__(self, model: nn.Module, graph: torch.jit.ScriptFunction, slots: list[tuple[dict, str]],
+                 input_size: torch.Size):
+        self._model = weakref.ref(model)
         self._graph = graph
         self._slots = slots
         self.input_size = input_size
 
     def accepts(self, x: torch.Tensor) -> bool:
         """Whether this recording may answer for the model on ``x`` (else call the model)."""
-        return (x.dim() == len(self.input_size) + 1 and x.shape[1:] == self.input_size
-                and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled())
+        model = self._model()
+        return (model is not None and not model.training
+                and x.dim() == len(self.input_size) + 1 and x.shape[1:] == self.input_size
+                and x.dtype == torch.float32 and x.device.type == "cpu"
+                and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.accepts(x):
             raise ValueError(f"This recorded forward takes float32 CPU inputs [B, {', '.join(map(str, self.input_size))}] "
-                             f"without gradients; got {x.dtype} {x.device.type} {list(x.shape)}.")
+                             f"without gradients or autocast, for its model in eval mode; got {x.dtype} "
+                             f"{x.device.type} {list(x.shape)}.")
         tensors = [store[name] for store, name in self._slots]
+        # A tensor that Python holds takes the GIL whenever its C++ reference
+        # count goes from 2 to 1 (PyTorch keeps its Python object alive while
+        # C++ shares it): inside the graph that happens at each weight's last
+        # use. One more C++ reference for the whole call keeps it above 1:
+        # next to a busy Python thread Lite0 took 470-490 ms without it, 22 with.
+        held = torch.ScriptList([x, *tensors])
         with torch.jit.optimized_execution(False):  # the recorded operations as they are, no rewriting (thread-local)
-            return self._graph(x, *tensors)
+            out = self._graph(x, *tensors)
+        del held  # back under the GIL
+        return out
 
 
 def record_forward(model: nn.Module, input_size: Sequence[int] | None = None) -> RecordedForward | None:
@@ -71,17 +101,22 @@ def record_forward(model: nn.Module, input_size: Sequence[int] | None = None) ->
     CPU) on inputs ``[B, *input_size]`` (default: ``model.spec.input_size``),
     or None where the model does not allow one (only models whose class sets
     ``recordable = True``: their forward reads nothing but the input, their
-    parameters and buffers, with no branch on the input's values), the
-    recording cannot be made, does not give the model's own results bit for
-    bit, or ``MAX_GRAPHS`` are kept already.
+    parameters and buffers, and branches on no value; none with hooks or a
+    ``forward`` of its own), the recording cannot be made, does not give the
+    model's own results bit for bit, or ``MAX_GRAPHS`` are kept already.
 
-    Models of one architecture (same class, same layers, same tensor
-    names, shapes and dtypes) share one recording per input size: the
-    first is recorded and checked against the Python forward on another
-    random batch of 2; the others reuse it. Call it before the model is
-    used from other threads: recording swaps its parameters for a moment.
+    Models of one architecture (the same module tree, settings, flags, and
+    tensor names, shapes and dtypes) share one recording per input size:
+    the first is recorded and checked against the Python forward on another
+    random batch, of 2; the others reuse it. Recording costs a forward at
+    batch 1 and two at batch 2, once per architecture (V2-L: about 3 s here),
+    and keeps the graph for the process's lifetime (TorchScript's registry:
+    17 MB of resident memory after the first recording of Lite0, which also
+    starts TorchScript; 25-50 MB for the EfficientNetV2s). Call it before
+    the model is used from other threads: recording swaps its parameters
+    for a moment.
     """
-    if not getattr(model, "recordable", False) or model.training:
+    if not getattr(model, "recordable", False) or model.training or _hooked(model):
         return None
     input_size = torch.Size(input_size if input_size is not None else model.spec.input_size)
     slots = _slots(model)
@@ -94,12 +129,33 @@ def record_forward(model: nn.Module, input_size: Sequence[int] | None = None) ->
         if key not in _graphs:
             if len(_graphs) >= MAX_GRAPHS:
                 return None
-            _graphs[key] = _record(model, slots, input_size)
+            try:
+                _graphs[key] = _record(model, slots, input_size)
+            except Exception:  # noqa: BLE001 - the recording is an optimisation; the model runs without it
+                # Perhaps passing (memory): not remembered, the next model of it tries again.
+                logger.warning("Could not record the forward of %s; it runs its Python forward.",
+                               type(model).__name__, exc_info=True)
+                return None
         graph = _graphs[key]
-    return RecordedForward(graph, slots, input_size) if graph is not None else None
+    return RecordedForward(model, graph, slots, input_size) if graph is not None else None
+
+
+def _hooked(model: nn.Module) -> bool:
+    """Whether calling the model runs more than its modules' ``forward``
+    methods: hooks (its own or every module's), or a ``forward`` set on an instance."""
+    from torch.nn.modules import module as module_state
+
+    if any(getattr(module_state, name, None) for name in (
+            "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+            "_global_backward_pre_hooks")):
+        return True
+    return any(module._forward_hooks or module._forward_pre_hooks or "forward" in vars(module)
+               for module in model.modules())
 
 
 _PLAIN = (bool, int, float, str, type(None))
+# Plain attributes that say where a model came from, not what its forward does.
+_PROVENANCE = frozenset({"pretrained"})
 
 
 def _structure(model: nn.Module) -> tuple:
@@ -110,13 +166,15 @@ def _structure(model: nn.Module) -> tuple:
         return isinstance(value, _PLAIN) or (isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value))
 
     return tuple((path, type(module).__module__, type(module).__qualname__, module.extra_repr(),
-                  tuple(sorted((name, value) for name, value in vars(module).items() if plain(value))))
+                  tuple(sorted((name, value) for name, value in vars(module).items()
+                               if plain(value) and name not in _PROVENANCE)))
                  for path, module in model.named_modules())
 
 
 def _record(model: nn.Module, slots: list[tuple[dict, str]], input_size: torch.Size):
     """The traced forward (inputs: the image batch, then the tensors of
-    ``slots``), or None when it cannot be made or is not exact."""
+    ``slots``), or None when it is not exact or not self-contained (which
+    would be so again: remembered); raises when tracing fails."""
     generator = torch.Generator().manual_seed(0)
     example = torch.randn((1, *input_size), generator=generator)
     check = torch.randn((2, *input_size), generator=generator)  # other values, another batch size
@@ -131,20 +189,17 @@ def _record(model: nn.Module, slots: list[tuple[dict, str]], input_size: torch.S
             for (store, name), tensor in zip(slots, originals):
                 store[name] = tensor
 
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit.trace's deprecation; TracerWarnings on the "same" paddings
-            graph = torch.jit.trace(forward, (example, *originals), check_trace=False)
-            # torch.jit.trace keeps the traced Python function on the result (for
-            # torch.compile), and with it this model: the recording is for all.
-            graph.__dict__.pop("_torchdynamo_inline", None)
-            if not _self_contained(graph.graph):
-                return None
-            with torch.jit.optimized_execution(False):
-                exact = torch.equal(graph(check, *originals), model(check))
-    except Exception:  # noqa: BLE001 - the recording is an optimisation; the model runs without it
-        return None
-    return graph if exact else None
+    with torch.inference_mode():
+        graph = torch.jit.trace(forward, (example, *originals), check_trace=False)
+        # torch.jit.trace keeps the traced Python function on the result (for
+        # torch.compile), and with it this model: the recording is for all.
+        graph.__dict__.pop("_torchdynamo_inline", None)
+        if not _self_contained(graph.graph):
+            return None
+        with torch.jit.optimized_execution(False):
+            recorded, own = graph(check, *originals), model(check)
+    return graph if recorded.shape == own.shape and torch.equal(recorded.isnan(), own.isnan()) \
+        and torch.equal(recorded.nan_to_num(), own.nan_to_num()) else None
 
 
 def _self_contained(graph: torch._C.Graph) -> bool:

@@ -16,6 +16,12 @@ from demo import service as service_module
 from demo.service import InferenceService, Settings, load_for_inference, softmax_forward
 
 
+@pytest.fixture(autouse=True)
+def fresh_recordings(monkeypatch):
+    """Each test starts with no recording made (they are kept per process)."""
+    monkeypatch.setattr(recording, "_graphs", {})
+
+
 def prepared(name: str, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return models.prepare_for_inference(models.create_model(name))
@@ -52,6 +58,7 @@ def test_the_recording_holds_no_model_and_no_weights():
     model = prepared("efficientnet_lite0", 3)
     recorded = models.record_forward(model)
     graph = recorded._graph
+    assert list(recording._graphs.values()) == [graph]  # recorded here, from this model
     baked = [node for node in graph.graph.nodes() if node.kind() == "prim::Constant" and node.hasAttribute("value")
              and node.kindOf("value") == "t" and node.t("value").numel() > 1]
     assert baked == [] and len(list(graph.graph.inputs())) == 1 + len(list(model.parameters())) \
@@ -96,10 +103,69 @@ def test_what_a_recording_cannot_answer_for_is_refused():
         with pytest.raises(ValueError, match=r"float32 CPU inputs \[B, 3, 224, 224\]"):
             recorded(torch.zeros(1, 3, h + 32, w))
     assert not recorded.accepts(torch.zeros(1, 3, h, w))  # gradients on: the model's own forward
-    # Models that do not declare a forward a recording can stand for, or in training mode, get none.
+    with torch.no_grad(), torch.autocast("cpu"):
+        assert not recorded.accepts(torch.zeros(1, 3, h, w))  # autocast: the model's own forward
+    # Models that do not declare a forward a recording can stand for, in training mode, in float64, with
+    # hooks, or with a forward of their own get none.
     assert models.record_forward(models.create_model("swin_cifar").eval()) is None
     assert models.record_forward(models.create_model("efficientnet_lite0").train()) is None
     assert models.record_forward(models.create_model("efficientnet_lite0").double().eval()) is None
+    hooked = prepared("efficientnet_lite0", 6)
+    hook = hooked.head.register_forward_hook(lambda module, inputs, output: output * 0)
+    assert models.record_forward(hooked) is None
+    hook.remove()
+    overridden = prepared("efficientnet_lite0", 7)
+    overridden.forward = lambda x: torch.zeros(x.shape[0], 1000)
+    assert models.record_forward(overridden) is None
+    assert len(recording._graphs) == 1  # only the first model was recorded
+    # A model switched to training mode after recording, or gone: the recording answers no more.
+    unprepared = models.create_model("efficientnet_lite0").eval()
+    for_unprepared = models.record_forward(unprepared)
+    unprepared.train()
+    with torch.no_grad():
+        assert not for_unprepared.accepts(torch.zeros(1, 3, h, w))
+        del model, unprepared
+        gc.collect()
+        assert not recorded.accepts(torch.zeros(1, 3, h, w))
+
+
+def test_models_that_differ_only_in_python_get_their_own_recordings():
+    """The key holds what the forward's Python branches on: a prepared and an
+    unprepared Lite0 (BatchNorms folded, channels-last) get a recording each."""
+    model, unprepared = prepared("efficientnet_lite0", 8), models.create_model("efficientnet_lite0").eval()
+    mine, theirs = models.record_forward(model), models.record_forward(unprepared)
+    assert mine._graph is not theirs._graph and len(recording._graphs) == 2
+    x = torch.randn(2, *model.spec.input_size)
+    with torch.inference_mode():
+        assert torch.equal(mine(x), model(x)) and torch.equal(theirs(x), unprepared(x))
+    # Where the weights came from is no part of it.
+    other = prepared("efficientnet_lite0", 9)
+    other.pretrained = not model.pretrained
+    assert models.record_forward(other)._graph is mine._graph
+
+
+class TwoLayers(torch.nn.Module):
+    recordable = True
+
+    def __init__(self, tied: bool):
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(6, 6), torch.nn.Linear(6, 6)
+        if tied:
+            self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return self.second(torch.relu(self.first(x)))
+
+
+def test_tied_weights_are_separate_inputs_so_an_untied_model_can_share_the_recording():
+    torch.manual_seed(0)
+    tied, untied = TwoLayers(tied=True).eval(), TwoLayers(tied=False).eval()
+    for_tied, for_untied = models.record_forward(tied, (6,)), models.record_forward(untied, (6,))
+    assert for_tied._graph is for_untied._graph
+    x = torch.randn(4, 6)
+    with torch.inference_mode():
+        assert torch.equal(for_tied(x), tied(x)) and torch.equal(for_untied(x), untied(x))
+        assert not torch.allclose(for_untied(x), for_tied(x))
 
 
 def test_a_recording_that_would_differ_from_the_python_forward_is_not_used(monkeypatch):
