@@ -68,6 +68,9 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
+_FOLD_CHUNK_ELEMENTS = 2**16  # float64 scratch of at most 512 KiB per step (see fold_batchnorm)
+
+
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> int:
     return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
 
@@ -107,9 +110,16 @@ class ConvBNAct(nn.Module):
         bias = bn.bias.double() - bn.running_mean.double() * scale
         if conv.bias is not None:
             bias += conv.bias.double() * scale
-        dtype = conv.weight.dtype
-        conv.weight = nn.Parameter((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype), requires_grad=False)
-        conv.bias = nn.Parameter(bias.to(dtype), requires_grad=False)
+        conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
+        # In place, a few output channels at a time: a whole new weight per layer, or a
+        # whole float64 copy, leaves holes in the heap that later (larger) layers do not
+        # fit. Loading EfficientNetV2-L then took 550-920 MB more at its peak (up to twice
+        # the model) in the model-loading test of tests/test_reliability.py.
+        weight = conv.weight
+        rows = max(1, _FOLD_CHUNK_ELEMENTS * weight.shape[0] // weight.numel())
+        for part, part_scale in zip(weight.split(rows), scale.view(-1, 1, 1, 1).split(rows)):
+            part.copy_(part.double().mul_(part_scale))  # rounded once, here
+        conv.weight.requires_grad_(False)
         self.bn = nn.Identity()
 
 
@@ -284,7 +294,12 @@ class EfficientNet(nn.Module):
         for module in self.modules():
             if isinstance(module, ConvBNAct):
                 module.fold_batchnorm()
-        self.to(memory_format=torch.channels_last)
+        for parameter in self.parameters():
+            if parameter.dim() == 4:
+                # A copy only where the order in memory changes (k x k convolutions, 3 % of
+                # V2-L's weights): a 1 x 1 or depthwise kernel is channels-last already.
+                # (Module.to would copy every weight.)
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
         self.prepared_for_inference = True
         return self.eval()
 

@@ -271,3 +271,40 @@ def test_a_prepared_efficientnet_refuses_training_and_swin_is_left_alone():
     before = {k: v.clone() for k, v in swin.state_dict().items()}
     assert models.prepare_for_inference(swin) is swin
     assert all(torch.equal(before[k], v) for k, v in swin.state_dict().items())
+
+
+def test_preparing_an_efficientnet_folds_in_the_weights_own_memory():
+    """Folding writes into each convolution's weight, a few output channels
+    at a time, and only k x k kernels are copied to channels-last (1 x 1 and
+    depthwise ones are channels-last already): new tensors per layer
+    fragmented the heap, and loading V2-L peaked at up to twice its size.
+    The folded weights are exactly the float64 products, rounded once."""
+    from models.efficientnet import _FOLD_CHUNK_ELEMENTS, ConvBNAct
+
+    model = models.create_model("tf_efficientnetv2_s").eval()
+    with torch.no_grad():  # BatchNorm statistics that are not the identity
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_var.uniform_(0.5, 2.0)
+                module.running_mean.normal_()
+                module.weight.normal_()
+    expected, addresses = {}, {}
+    for name, module in model.named_modules():
+        if isinstance(module, ConvBNAct) and isinstance(module.bn, torch.nn.BatchNorm2d):
+            bn, weight = module.bn, module.conv.weight
+            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            expected[name] = (weight.double() * scale.view(-1, 1, 1, 1)).float()
+            addresses[name] = weight.data_ptr()
+    assert max(w.numel() for w in expected.values()) > 4 * _FOLD_CHUNK_ELEMENTS  # some folds take several steps
+
+    models.prepare_for_inference(model)
+    kept = 0  # elements
+    for name, module in model.named_modules():
+        if name in expected:
+            weight = module.conv.weight
+            assert torch.equal(weight, expected[name]), name
+            assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.requires_grad, name
+            if weight.shape[2:] == (1, 1) or weight.shape[1] == 1:
+                assert weight.data_ptr() == addresses[name], name
+                kept += weight.numel()
+    assert kept > 0.9 * sum(w.numel() for w in expected.values())  # most of the weights stay where they are
