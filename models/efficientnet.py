@@ -68,9 +68,6 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-_FOLD_CHUNK_ELEMENTS = 2**16  # float64 scratch of at most 512 KiB per step (see fold_batchnorm)
-
-
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> int:
     return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
 
@@ -82,6 +79,9 @@ def conv2d_same(in_c: int, out_c: int, kernel_size: int, stride: int = 1, groups
     if stride == 1:
         return nn.Conv2d(in_c, out_c, kernel_size, 1, (kernel_size - 1) // 2, groups=groups, bias=bias)
     return Conv2dSame(in_c, out_c, kernel_size, stride, 0, groups=groups, bias=bias)
+
+
+_FOLD_CHUNK_ELEMENTS = 2**16  # float64 scratch of at most 512 KiB per step (see fold_batchnorm)
 
 
 class ConvBNAct(nn.Module):
