@@ -197,10 +197,12 @@ def load_for_inference(name: str, pretrained: bool = False, **options) -> torch.
     """``models.create_model``, prepared for inference on CPU
     (``models.prepare_for_inference``: the EfficientNets fold BatchNorm into
     their convolutions and run channels-last, in 20-35 % less time here).
-    Preparing replaces the weights: the blocks of the originals go back to
-    the kernel, or the next model loaded would come on top of them (the
+    What loading frees (a checkpoint read from disk, the BatchNorms, the
+    k x k kernels copied to channels-last, what recording traced) goes back
+    to the kernel, or the next model loaded would come on top of it: the
     peak resident memory of the model-loading test in tests/test_reliability.py
-    reached 2,430-2,530 MB in 3 of 9 runs without this, 1,970-2,005 with)."""
+    was 2,071-2,390 MB in 4 runs without these releases (here and at
+    eviction), 2,042-2,098 MB in 17 runs with them (bound about 2,350)."""
     model = models.prepare_for_inference(models.create_model(name, pretrained, **options))
     recorded = models.record_forward(model)  # the EfficientNets; see softmax_forward
     if recorded is not None:

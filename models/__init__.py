@@ -84,8 +84,8 @@ def prepare_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     to every model it loads). The EfficientNets fold their BatchNorms into
     their convolutions and run channels-last (their logits round
     differently, as close to the exact ones as timm's fp32 logits are; they
-    can no longer be trained or take a checkpoint); other models come back
-    as they were."""
+    can no longer be trained or take a checkpoint, and their weights are
+    overwritten where they are); other models come back as they were."""
     prepare = getattr(model, "prepare_for_inference", None)
     return prepare() if callable(prepare) else model
 

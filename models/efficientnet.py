@@ -9,6 +9,7 @@ numbers would drift from the reference.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
 from typing import Callable, Sequence
@@ -84,6 +85,18 @@ def conv2d_same(in_c: int, out_c: int, kernel_size: int, stride: int = 1, groups
 _FOLD_CHUNK_ELEMENTS = 2**16  # float64 scratch of at most 512 KiB per step (see fold_batchnorm)
 
 
+def _channels_last(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` with channels-last strides, copied only where its order in
+    memory changes (k x k convolutions, 3 % of V2-L's weights; Module.to
+    would copy every weight). A 1 x 1 or depthwise kernel is in that order
+    already; only the strides of its size-1 dimensions are set, as a copy
+    would set them (the convolutions pick their kernels by the strides)."""
+    if not weight.is_contiguous(memory_format=torch.channels_last):
+        return weight.contiguous(memory_format=torch.channels_last)
+    strides = torch.empty(weight.shape, memory_format=torch.channels_last, device="meta").stride()
+    return weight.as_strided(weight.shape, strides)
+
+
 class ConvBNAct(nn.Module):
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
                  norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
@@ -110,16 +123,17 @@ class ConvBNAct(nn.Module):
         bias = bn.bias.double() - bn.running_mean.double() * scale
         if conv.bias is not None:
             bias += conv.bias.double() * scale
-        conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
         # In place, a few output channels at a time: a whole new weight per layer, or a
         # whole float64 copy, leaves holes in the heap that later (larger) layers do not
         # fit. Loading EfficientNetV2-L then took 550-920 MB more at its peak (up to twice
         # the model) in the model-loading test of tests/test_reliability.py.
         weight = conv.weight
         rows = max(1, _FOLD_CHUNK_ELEMENTS * weight.shape[0] // weight.numel())
-        for part, part_scale in zip(weight.split(rows), scale.view(-1, 1, 1, 1).split(rows)):
-            part.copy_(part.double().mul_(part_scale))  # rounded once, here
-        conv.weight.requires_grad_(False)
+        with torch.inference_mode() if weight.is_inference() else contextlib.nullcontext():  # built under it
+            for part, part_scale in zip(weight.split(rows), scale.view(-1, 1, 1, 1).split(rows)):
+                part.copy_(part.double().mul_(part_scale))  # rounded once, here
+        weight.requires_grad_(False)
+        conv.bias = nn.Parameter(bias.to(weight.dtype), requires_grad=False)
         self.bn = nn.Identity()
 
 
@@ -290,16 +304,15 @@ class EfficientNet(nn.Module):
         Lite0 and the example photos the probabilities agree with the
         unprepared model's within 1e-5 (tests/test_models.py). The
         BatchNorms are gone afterwards: the model can no longer be trained,
-        nor take a checkpoint."""
+        nor take a checkpoint. The weights are overwritten where they are:
+        a ``state_dict()`` taken before, or any other view of them, sees the
+        folded values."""
         for module in self.modules():
             if isinstance(module, ConvBNAct):
                 module.fold_batchnorm()
         for parameter in self.parameters():
             if parameter.dim() == 4:
-                # A copy only where the order in memory changes (k x k convolutions, 3 % of
-                # V2-L's weights): a 1 x 1 or depthwise kernel is channels-last already.
-                # (Module.to would copy every weight.)
-                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+                parameter.data = _channels_last(parameter.data)
         self.prepared_for_inference = True
         return self.eval()
 

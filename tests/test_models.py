@@ -303,8 +303,21 @@ def test_preparing_an_efficientnet_folds_in_the_weights_own_memory():
         if name in expected:
             weight = module.conv.weight
             assert torch.equal(weight, expected[name]), name
-            assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.requires_grad, name
+            # Channels-last strides, as a copy would have them (the convolutions choose by them).
+            assert weight.stride() == torch.empty_like(weight, memory_format=torch.channels_last).stride(), name
+            assert not weight.requires_grad, name
             if weight.shape[2:] == (1, 1) or weight.shape[1] == 1:
                 assert weight.data_ptr() == addresses[name], name
                 kept += weight.numel()
     assert kept > 0.9 * sum(w.numel() for w in expected.values())  # most of the weights stay where they are
+
+
+def test_an_efficientnet_built_under_inference_mode_can_be_prepared_outside_it():
+    with torch.inference_mode():
+        model = models.create_model("efficientnet_lite0")
+        x = torch.randn(2, 3, 224, 224)
+        before = model.eval()(x)
+    models.prepare_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with torch.inference_mode():
+        assert (model(x) - before).abs().max() < 1e-4
