@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 import models
-from demo import images, panels
+from demo import images, panels, train_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +28,7 @@ WEIGHTS_STATUS = {
     "cached": "ready (weights in the local Hub cache)",
     "download": "needs a download from the Hugging Face Hub",
     "untrained": "untrained (no pretrained weights exist)",
+    "trained": "ready (trained here, in the user-models folder)",
 }
 
 # (view, tab, label: the API's name for the output, element id); tabs in page order.
@@ -77,7 +78,8 @@ def user_error(message: str) -> gr.Error:
 
 def architecture_choices() -> list[tuple[str, str]]:
     """(label, name) for the chooser: every architecture and whether it is ready."""
-    short = {"bundled": "ready", "cached": "ready", "download": "needs a download", "untrained": "untrained"}
+    short = {"bundled": "ready", "cached": "ready", "download": "needs a download", "untrained": "untrained",
+             "trained": "trained here"}
     return [(f"{name} · {short[models.weights_status(name)]}", name) for name in models.list_models()]
 
 
@@ -386,7 +388,9 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
             .then(**swin_ui)
         gr.on([block.release, head.select, query_x.submit, query_y.submit], **swin_ui)
         model_input.select(callbacks.on_select, [architecture], [query_x, query_y], **quick).then(**swin_ui)
-        # Weights may have been downloaded since the page was built: refresh the chooser's labels.
+        with gr.Tab("Train"):
+            train_tab.build_train_tab(architecture_dropdowns=[architecture])
+        # Weights may have been downloaded (or models trained) since the page was built: refresh the chooser.
         demo.load(lambda: gr.update(choices=architecture_choices()), None, [architecture], **quick)
     # After every event Gradio rebuilds a pandas summary of up to 10,000 past
     # events for its monitoring page (unused here): about 6 ms of CPU per
