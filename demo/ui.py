@@ -18,7 +18,8 @@ from demo.service import Classification, InferenceService, Settings, configure_t
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
-EXAMPLES = ["cat.jpg", "espresso.jpg", "astronaut.jpg", "rocket.jpg", "camera.png", "clock.png", "coins.png"]
+EXAMPLES = ["cat.jpg", "espresso.jpg", "astronaut.jpg", "rocket.jpg", "camera.png", "clock.png", "coins.png",
+            "digit_2.png", "digit_3.png", "digit_7.png"]  # the digits: for swin_digits
 DEFAULT_ARCHITECTURE = models.OFFLINE_DEFAULT
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 20
@@ -329,8 +330,9 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
                 notice = gr.Markdown(visible=False, elem_id="notice")
                 fallback = gr.Button(f"Use {models.OFFLINE_DEFAULT} (works offline)", visible=False,
                                      variant="primary", elem_id="fallback")
-        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[image], examples_per_page=8,
-                    label="Examples (CC0 / public domain, from scikit-image; see assets/examples/SOURCES.md)")
+        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[image], examples_per_page=10,
+                    label="Examples (photos CC0 / public domain from scikit-image, digits CC BY 4.0 from "
+                          "scikit-learn; see assets/examples/SOURCES.md)")
 
         gr.Markdown("## Inside Swin\nFor a Swin Transformer: **click a point on the model input** (the resized, "
                     "centre-cropped image the model sees) to choose the query token, then pick a stage, block "
