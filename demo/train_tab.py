@@ -22,9 +22,9 @@ from training import plots, recipes
 DIGITS, UPLOAD = "Handwritten digits (train a small Swin from scratch)", "My images (a .zip of class folders)"
 # The digits Swin of the Train tab: the bundled swin_digits' configuration
 # (assets/models/swin_digits/README.md), so a few epochs already work.
-DIGITS_SWIN = dict(embed_dim=48, depths=(2, 2), num_heads=(3, 6), window_size=4, patch_size=2, image_size=16,
-                   drop_path_rate=0.0)
-DIGITS_RECIPE = dict(optimizer="adamw", betas=(0.9, 0.999), weight_decay=0.05, schedule="cosine", batch_size=32)
+DIGITS_SWIN = dict(embed_dim=64, depths=(2, 2), num_heads=(4, 8), window_size=4, patch_size=2, image_size=16,
+                   drop_path_rate=0.1)
+DIGITS_RECIPE = dict(optimizer="adamw", betas=(0.9, 0.999), weight_decay=0.05, schedule="cosine", batch_size=16)
 MAX_EPOCHS = 50
 
 
