@@ -150,8 +150,8 @@ def decode_data_url(url: str, limits: Limits) -> tuple[bytes, str]:
     media type and the length before decoding anything."""
     match = _DATA_URL.match(url[:300])
     if match is None or not match.group("base64"):
-        raise GateError(f"The data: URL is not a base64-encoded image; send data:image/png;base64,... (or another "
-                        f"{_FORMAT_NAMES} type), or upload the file.")
+        raise GateError("The data: URL is not a base64-encoded image; send it as data:image/png;base64,<the bytes> "
+                        f"(or another {_FORMAT_NAMES} type), or upload the file.")
     media_type = (match.group("type") or "").lower()
     if media_type not in DATA_URL_TYPES:
         shown = f" ({media_type})" if media_type and len(media_type) <= 40 else ""
@@ -203,7 +203,9 @@ def check_reference(value, limits: Limits | None = None) -> Path | tuple[bytes, 
     or a ``data:`` URL ((bytes, extension)). Raises :class:`GateError`."""
     limits = limits or _limits
     if isinstance(value, str):
-        path, url = (None, value) if value.startswith("data:") else (value, None)
+        if not value.startswith("data:"):  # a bare string is a path the client names, never an upload
+            raise GateError(SERVER_PATH_REFUSED)
+        path, url = None, value
     else:
         fields = _fields(value)
         if fields is None:
