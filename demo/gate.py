@@ -214,7 +214,11 @@ def check_reference(value, limits: Limits | None = None) -> Path | tuple[bytes, 
     if isinstance(url, str) and url.startswith("data:"):
         return decode_data_url(url, limits)
     uploaded = uploaded_file(path)
-    if os.stat(uploaded).st_size > limits.max_bytes:
+    try:
+        size = os.stat(uploaded).st_size
+    except OSError:  # swept since
+        raise GateError(SERVER_PATH_REFUSED) from None
+    if size > limits.max_bytes:
         raise GateError(f"The file is larger than the {limits.max_bytes / 2**20:g} MB this app accepts; upload a "
                         "smaller image.")
     return uploaded
@@ -376,6 +380,7 @@ class UploadSweeper:
         self.protected = protected
         self._lock = threading.Lock()
         self._timer: threading.Thread | None = None
+        self._last_sweep = 0.0
 
     @classmethod
     def from_env(cls, protected: Callable[[], Iterable[str]] = lambda: ()) -> "UploadSweeper":
@@ -386,6 +391,7 @@ class UploadSweeper:
         """Delete what is too old, then the least recently used until the
         folder plus ``incoming`` bytes fits; returns the bytes freed."""
         with self._lock:
+            self._last_sweep = time.monotonic()
             keep = {os.path.normpath(p) for p in self.protected()}
             files = []
             for directory, _, names in os.walk(self.folder):
@@ -414,6 +420,12 @@ class UploadSweeper:
                 except OSError:
                     pass
             return freed
+
+    def sweep_soon(self) -> None:
+        """:meth:`sweep`, unless one ran in the last second (every request
+        may write answers there; a walk of the folder per request is not needed)."""
+        if time.monotonic() - self._last_sweep >= 1.0:
+            self.sweep()
 
     def start(self, every_s: float = 300) -> None:
         """Sweep every ``every_s`` seconds as well, so that an idle server forgets old uploads."""
@@ -450,13 +462,18 @@ def _save_inline(data: bytes, extension: str) -> str:
     """Write a data: URL's bytes into the upload folder as Gradio writes an
     upload (a folder named by the content's hash); returns the path."""
     folder = upload_folder() / hashlib.sha256(data).hexdigest()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"inline.{extension}"
-    if not path.exists():
-        fd, staging = tempfile.mkstemp(dir=folder, prefix=".inline.")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(staging, path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            os.utime(path)
+        else:
+            fd, staging = tempfile.mkstemp(dir=folder, prefix=".inline.")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(staging, path)
+    except OSError:
+        raise GateError("The server could not store the image just now; try again in a minute.") from None
     return str(path)
 
 
@@ -523,8 +540,9 @@ class RequestGate:
             if self.sweeper is not None:
                 await anyio.to_thread.run_sync(self.sweeper.sweep, length or 0)
             return await self._upload(scope, receive, send)
-        if b"json" not in headers.get(b"content-type", b""):
-            return await self.app(scope, receive, send)
+        if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
+            return await self.app(scope, receive, send)  # not JSON; Gradio reads files only at /upload
+        # Any other body: FastAPI parses JSON without a content type too.
         too_large = (f"The request is larger than the {limits.max_json_body / 2**20:.0f} MB this app accepts; send "
                      "a smaller image, or upload the file instead of sending it inline.")
         if length is not None and length > limits.max_json_body:
@@ -550,7 +568,7 @@ class RequestGate:
             except GateError as error:
                 return await _answer(send, 400, str(error), scope)
             if self.sweeper is not None:
-                await anyio.to_thread.run_sync(self.sweeper.sweep)
+                await anyio.to_thread.run_sync(self.sweeper.sweep_soon)
         scope = dict(scope, headers=[(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
                      + [(b"content-length", str(len(body)).encode())])
         sent = False

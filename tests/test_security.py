@@ -121,7 +121,12 @@ def test_a_server_path_is_refused_in_one_sentence_on_every_image_endpoint(app, u
             assert message.startswith(corpus.SERVER_PATH_REFUSED), (endpoint, label, message)
             assert_one_sentence(message)
             assert str(app.private) not in message and "secret" not in message
-        assert_still_works(app, uploaded_cat)
+            assert_still_works(app, uploaded_cat)
+    # Without a content type FastAPI still parses the body as JSON: the gate reads it too.
+    response = httpx.post(app.api + "call/classify", content=json.dumps(
+        {"data": [{"path": str(app.private), "meta": corpus.META}, "efficientnet_lite0", 3]}).encode(), timeout=30)
+    answers["/classify", "no content type"] = ("http %d" % response.status_code, response.json().get("error"))
+    assert answers["/classify", "no content type"][0] == "http 400", response.text
     # The same sentence whether the file exists or not, on every route: nothing to learn about the server.
     assert len({message for _, message in answers.values()}) == 1
 
