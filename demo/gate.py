@@ -35,6 +35,14 @@ the sentence as ``{"error": ...}``) before Gradio reads it, and turns a valid
 component's preprocess see only uploads; and :class:`UploadSweeper`, which
 keeps the upload folder under ``APP_UPLOAD_CACHE_MB`` and deletes what has
 not been used for ``APP_UPLOAD_MAX_AGE_S``.
+
+Other tabs: an image input is ``image_input(...)``; any other argument
+component is wrapped in ``guard(component, check)``. A ``gr.File`` (a zip of
+training images) needs nothing: the middleware checks every file reference in
+every request, whatever the component, so its path must be an upload too (and
+a data: URL there must be an image). The sweeper treats the whole upload
+folder as the app's: give the app its own ``GRADIO_TEMP_DIR`` when other
+Gradio apps share the machine.
 """
 from __future__ import annotations
 
@@ -54,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import anyio
 import gradio as gr
 from PIL import Image
 
@@ -529,8 +538,6 @@ class RequestGate:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        import anyio
-
         limits = self.limits or _limits
         if self.sweeper is not None:
             self.sweeper.start()  # here, not at launch: only a serving process sweeps

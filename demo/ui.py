@@ -120,27 +120,34 @@ def _swin_upper_bounds() -> tuple[int, int, int]:
             max(max(c["heads"]) for c in swins) - 1)
 
 
+def _largest_input_pixel() -> int:
+    """The largest query coordinate any model allows (383, for the 384-pixel Swins)."""
+    return max(max(models.get_spec(n).input_size[1:]) for n in models.list_models()) - 1
+
+
+def head_argument(value, max_head: int):
+    """A head as the API takes it: a string ("mean", "3", "head 3": panels.parse_head
+    reads it and says what is wrong), None (the mean) or a whole number (-1: the mean)."""
+    if value is None or (isinstance(value, str) and len(value) <= 40):
+        return value
+    try:
+        return arguments.whole_number("head", value, -1, max_head)
+    except arguments.ArgumentError:
+        raise arguments.ArgumentError(f"head must be \"mean\" or a whole number from 0 to {max_head}, "
+                                      f"not {value!r:.40}.") from None
+
+
 def guard_arguments(architecture, top_k, stage, block, head, query_x, query_y) -> None:
     """Every argument component's value checked before any callback runs (see
     :func:`demo.gate.guard`): the type, finiteness and the widest range any
     model allows; the callbacks then check what depends on the model."""
     max_stage, max_block, max_head = _swin_upper_bounds()
-    largest = max(max(models.get_spec(n).input_size[1:]) for n in models.list_models()) - 1
-
-    def head_value(value):
-        if value is None or (isinstance(value, str) and len(value) <= 40):
-            return value  # "mean", "3", "head 3": panels.parse_head reads it and says what is wrong
-        try:
-            return arguments.whole_number("head", value, -1, max_head)  # -1: the mean, as panels reads it
-        except arguments.ArgumentError:
-            raise arguments.ArgumentError(f"head must be \"mean\" or a whole number from 0 to {max_head}, "
-                                          f"not {value!r:.40}.") from None
-
+    largest = _largest_input_pixel()
     gate.guard(architecture, partial(arguments.choice, "architecture", choices=models.list_models()), "architecture")
     gate.guard(top_k, partial(arguments.whole_number, "top_k", low=1, high=MAX_TOP_K, default=DEFAULT_TOP_K), "top_k")
     gate.guard(stage, partial(arguments.whole_number, "stage", low=0, high=max_stage, default=0), "stage")
     gate.guard(block, partial(arguments.whole_number, "block", low=0, high=max_block, default=1), "block")
-    gate.guard(head, head_value, "head")
+    gate.guard(head, partial(head_argument, max_head=max_head), "head")
     for name, component in (("query_x", query_x), ("query_y", query_y)):
         gate.guard(component, partial(arguments.whole_number, name, low=0, high=largest, default=None), name)
 
@@ -209,10 +216,9 @@ class Callbacks:
         height, width = spec.input_size[1:]
         stage = checked("stage", arguments.whole_number, "stage", stage, 0, max_stage, default=0)
         block = checked("block", arguments.whole_number, "block", block, 0, max_block, default=1)
-        if not isinstance(head, str) and head is not None:  # a string is parsed (and refused) by panels.parse_head
-            head = checked("head", arguments.whole_number, "head", head, -1, max_head)
+        head = checked("head", head_argument, head, max_head)
         # Any pixel of the largest model input passes here; panels names this model's range.
-        largest = max(max(models.get_spec(n).input_size[1:]) for n in models.list_models()) - 1
+        largest = _largest_input_pixel()
         query_x = checked("query_x", arguments.whole_number, "query_x", query_x, 0, largest, default=width // 2)
         query_y = checked("query_y", arguments.whole_number, "query_y", query_y, 0, largest, default=height // 2)
         image = self.open_image(image)
