@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             skipped = f", {summary['skipped']} unreadable files skipped" if summary["skipped"] else ""
             print(f"Wrote {summary['csv']}: {summary['images']} images classified with {summary['model']}{skipped}.")
             return 0
+        if is_main_process():
+            m = run.metrics
+            skipped = f"; {m['skipped_files']} unreadable files skipped" if m.get("skipped_files") else ""
+            print(f"Wrote {run.out}: best validation accuracy {m['val_accuracy']:.2%} (epoch {m['best_epoch']}), "
+                  f"{m['seconds']:.1f} s on {m['processes']} process{'es' if m['processes'] > 1 else ''}"
+                  f"{skipped}.")
     except TrainingInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -99,11 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_initialized():  # every process leaves together, after the main one has written the folder
             dist.barrier()
             dist.destroy_process_group()
-    if is_main_process():
-        m = run.metrics
-        skipped = f"; {m['skipped_files']} unreadable files skipped" if m.get("skipped_files") else ""
-        print(f"Wrote {run.out}: best validation accuracy {m['val_accuracy']:.2%} (epoch {m['best_epoch']}), "
-              f"{m['seconds']:.1f} s on {m['processes']} process{'es' if m['processes'] > 1 else ''}{skipped}.")
     return 0
 
 
