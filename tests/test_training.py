@@ -291,3 +291,33 @@ def test_existing_output_folder_is_never_overwritten(finetuned, tmp_path):
     with pytest.raises(training.TrainingInputError, match="not empty"):
         training.finetune(data, run.out, progress=False)
     assert (run.out / "model.safetensors").read_bytes() == before
+
+
+# --------------------------------------------------------------------------
+# The bundled digits Swin
+# --------------------------------------------------------------------------
+
+def test_bundled_swin_digits_works_offline_and_classifies_the_example_digits(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.weights_status("swin_digits") == "bundled"
+    model = models.create_model("swin_digits", pretrained=True)
+    transform = models.create_transform(model.spec)
+    for digit in (2, 3, 7):
+        with Image.open(EXAMPLES / f"digit_{digit}.png") as img:
+            probabilities = model(transform(img.convert("RGB"))[None]).softmax(dim=1)[0]
+        assert model.spec.labels[int(probabilities.argmax())] == str(digit)
+    recorded = json.loads((ROOT / "assets" / "models" / "swin_digits" / "metrics.json").read_text())
+    assert recorded["val_accuracy"] >= 0.97
+    assert (ROOT / "assets" / "models" / "swin_digits" / "COMMAND").read_text().count("--seed 0") == 1
+
+
+def test_inside_swin_views_of_the_trained_digits_swin():
+    from demo import gate
+    from demo.service import InferenceService, Settings
+    from demo.ui import Callbacks
+
+    callbacks = Callbacks(InferenceService(Settings.from_env()))
+    image = gate.open_server_file(EXAMPLES / "digit_3.png")
+    *pictures, summary = callbacks.swin_views(image, "swin_digits", 0, 1, "mean", 8, 8, progress=None)
+    assert "untrained" not in summary and "16 x 16 model input" in summary
+    assert all(p is not None and p.shape[0] > 100 for p in pictures)
