@@ -78,3 +78,26 @@ def test_a_second_training_is_refused(tab):
     with recipes.busy():
         with pytest.raises(gr.Error, match="already running"):
             next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "second", progress=no_progress))
+
+
+def test_uploaded_zip_is_fine_tuned_and_a_bad_zip_refused(tab, tmp_path):
+    from test_training import make_class_folder
+
+    data = make_class_folder(tmp_path / "photos", per_class=3)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(data.rglob("*.jpg")):
+            z.write(path, f"photos/{path.parent.name}/{path.name}")
+    outputs = list(tab.train(train_tab.UPLOAD, str(archive), "efficientnet_lite0", 1, 0.01, "tab_zip",
+                             progress=no_progress))
+    try:
+        assert outputs[-1][0].startswith("Done: **tab_zip**")
+        assert models.get_spec("tab_zip").labels == ("cat", "coins", "rocket")
+    finally:
+        models.forget_model("tab_zip")
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../x.png", b"x")
+    with pytest.raises(gr.Error, match="outside its folder"):
+        list(tab.train(train_tab.UPLOAD, str(evil), "efficientnet_lite0", 1, 0.01, "tab_evil", progress=no_progress))
+    assert not (tmp_path / "user_models" / "tab_evil").exists()
