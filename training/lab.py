@@ -46,9 +46,9 @@ class LabConfig:
 
     variants: tuple[str, ...] = VARIANTS
     seeds: int = 3
-    epochs: int = 9
+    epochs: int = 15
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.05
     image_size: int = 16
     architecture: str = "swin_cifar"
