@@ -14,6 +14,7 @@ import gradio as gr
 
 import models
 from demo import images, panels
+from demo.lab_tab import build_lab_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,6 +387,8 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
             .then(**swin_ui)
         gr.on([block.release, head.select, query_x.submit, query_y.submit], **swin_ui)
         model_input.select(callbacks.on_select, [architecture], [query_x, query_y], **quick).then(**swin_ui)
+        with gr.Tab("Attention lab"):
+            build_lab_tab()
         # Weights may have been downloaded since the page was built: refresh the chooser's labels.
         demo.load(lambda: gr.update(choices=architecture_choices()), None, [architecture], **quick)
     # After every event Gradio rebuilds a pandas summary of up to 10,000 past
