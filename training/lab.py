@@ -18,7 +18,7 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -61,7 +61,6 @@ class LabConfig:
     init_batch: int = 256
     val_fraction: float = 0.2
     max_steps: int | None = None
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
         unknown = [v for v in self.variants if v not in ATTENTION_VARIANTS]
