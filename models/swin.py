@@ -319,6 +319,10 @@ class WindowAttention(nn.Module):
         n = scores.shape[-1]
         return scores.reshape(-1, num_windows, self.num_heads, n, n)
 
+    def from_windows_first(self, attn: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """Undoes :meth:`windows_first`: ``[B, nW, heads, N, N]`` -> this layout's ``shape``."""
+        return attn.reshape(shape)
+
     def merge_heads(self, out: torch.Tensor, num_windows: int) -> torch.Tensor:
         """``[B * nW, heads, N, d]`` -> ``[B * nW, N, C]``, channel ``h * d + i``."""
         bw, _, n, _ = out.shape
@@ -350,7 +354,12 @@ class WindowAttention(nn.Module):
                                  self.windows_first(attn_bias.expand_as(scores), num_windows))
         attn = (scores + attn_bias).softmax(dim=-1)
         if record is not None:
-            record(self.windows_first(attn.detach(), num_windows))
+            # The output is computed from the recorded tensor (a view of the
+            # same numbers in the record's layout), so that a capture which
+            # keeps gradients can differentiate with respect to it.
+            recorded = self.windows_first(attn, num_windows)  # [B, nW, heads, N, N]
+            record(recorded.detach())
+            attn = self.from_windows_first(recorded, attn.shape)
         return self.attn_dropout(attn) @ v
 
     def attend(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int, record=None,

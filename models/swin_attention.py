@@ -89,6 +89,9 @@ class HeadsFirstWindowAttention(WindowAttention):
     def windows_first(self, scores, num_windows):
         return scores.permute(0, 2, 1, 3, 4)  # [B, heads, T, N, N] -> [B, T, heads, N, N]
 
+    def from_windows_first(self, attn, shape):
+        return attn.permute(0, 2, 1, 3, 4)  # [B, T, heads, N, N] -> [B, heads, T, N, N]
+
     def merge_heads(self, out, num_windows):
         b, heads, t, n, d = out.shape
         return out.permute(0, 2, 3, 4, 1).reshape(b * t, n, self.dim)  # [B * T, N, d * heads]
