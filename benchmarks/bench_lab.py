@@ -5,7 +5,7 @@ lab, as a ratio to the ``fused`` attention on the same model.
 
 Two models: the lab's small Swin on its 16 x 16 digits (batch 64, as the
 recorded comparison trains it) and the seed's CIFAR Swin (``swin_cifar``,
-32 x 32, batch 8). One timed call is a training step without the optimiser:
+32 x 32, batch 2). One timed call is a training step without the optimiser:
 forward, cross-entropy, backward. Variants run interleaved (fused,
 separate, ..., fused, separate, ...) so that the machine's load moves them
 alike; each figure is a median. Prints a Markdown section; ``--append``
@@ -36,7 +36,7 @@ def setups() -> list[tuple[str, dict, tuple[int, int, int, int]]]:
     return [
         (f"lab Swin (embedding {lab.embed_dim}, depths {tuple(lab.depths)}), 16 x 16, batch 64",
          lab.swin_options(), (64, 3, lab.image_size, lab.image_size)),
-        ("swin_cifar (embedding 192, depths (2, 6, 2)), 32 x 32, batch 8", {"drop_path_rate": 0.0}, (8, 3, 32, 32)),
+        ("swin_cifar (embedding 192, depths (2, 6, 2)), 32 x 32, batch 2", {"drop_path_rate": 0.0}, (2, 3, 32, 32)),
     ]
 
 
@@ -74,6 +74,8 @@ def section(rows: list[dict], info: dict, loads: tuple) -> str:
         "`benchmarks/bench_lab.py`: one training step without the optimiser (forward, cross-entropy, backward) of",
         "each attention variant of `models.swin_attention`, the same model otherwise, same random input;",
         "variants interleaved, medians; ratio to `fused` (the checkpoints' layout) measured in the same rounds.",
+        "The three `parameter_*` rows run the same operations on differently drawn numbers: their spread is",
+        "the noise of these figures.",
         f"torch {info['torch']} with {info['torch_threads']} thread(s), {info['cores']} cores, commit "
         f"{info.get('commit', '?')}; 1-minute load average {loads[0]} -> {loads[1]}.",
         "",
@@ -94,7 +96,7 @@ def append(text: str, path: Path = RESULTS) -> None:
 
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--budget", type=float, default=40.0, help="seconds of timed rounds per model, at most")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     p.add_argument("--append", action="store_true", help=f"also write the section into {RESULTS}")
