@@ -14,13 +14,14 @@ from pathlib import Path
 import gradio as gr
 
 import models
-from demo import arguments, gate, images, panels
+from demo import arguments, gate, images, panels, train_tab
 from demo.lab_tab import build_lab_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
-EXAMPLES = ["cat.jpg", "espresso.jpg", "astronaut.jpg", "rocket.jpg", "camera.png", "clock.png", "coins.png"]
+EXAMPLES = ["cat.jpg", "espresso.jpg", "astronaut.jpg", "rocket.jpg", "camera.png", "clock.png", "coins.png",
+            "digit_2.png", "digit_3.png", "digit_7.png"]  # the digits: for swin_digits
 DEFAULT_ARCHITECTURE = models.OFFLINE_DEFAULT
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 20
@@ -30,6 +31,7 @@ WEIGHTS_STATUS = {
     "cached": "ready (weights in the local Hub cache)",
     "download": "needs a download from the Hugging Face Hub",
     "untrained": "untrained (no pretrained weights exist)",
+    "trained": "ready (trained here, in the user-models folder)",
 }
 
 # (view, tab, label: the API's name for the output, element id); tabs in page order.
@@ -62,7 +64,8 @@ def checked(what: str, check, *args, **kwargs):
 
 def architecture_choices() -> list[tuple[str, str]]:
     """(label, name) for the chooser: every architecture and whether it is ready."""
-    short = {"bundled": "ready", "cached": "ready", "download": "needs a download", "untrained": "untrained"}
+    short = {"bundled": "ready", "cached": "ready", "download": "needs a download", "untrained": "untrained",
+             "trained": "trained here"}
     return [(f"{name} · {short[models.weights_status(name)]}", name) for name in models.list_models()]
 
 
@@ -363,8 +366,9 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
                 notice = gr.Markdown(visible=False, elem_id="notice")
                 fallback = gr.Button(f"Use {models.OFFLINE_DEFAULT} (works offline)", visible=False,
                                      variant="primary", elem_id="fallback")
-        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[image], examples_per_page=8,
-                    label="Examples (CC0 / public domain, from scikit-image; see assets/examples/SOURCES.md)")
+        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[image], examples_per_page=10,
+                    label="Examples (photos CC0 / public domain from scikit-image, digits CC BY 4.0 from "
+                          "scikit-learn; see assets/examples/SOURCES.md)")
 
         gr.Markdown("## Inside Swin\nFor a Swin Transformer: **click a point on the model input** (the resized, "
                     "centre-cropped image the model sees) to choose the query token, then pick a stage, block "
@@ -423,9 +427,11 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
             .then(**swin_ui)
         gr.on([block.release, head.select, query_x.submit, query_y.submit], **swin_ui)
         model_input.select(callbacks.on_select, [architecture], [query_x, query_y], **quick).then(**swin_ui)
+        with gr.Tab("Train"):
+            train_tab.build_train_tab(architecture_dropdowns=[architecture])
         with gr.Tab("Attention lab"):
             build_lab_tab()
-        # Weights may have been downloaded since the page was built: refresh the chooser's labels.
+        # Weights may have been downloaded (or models trained) since the page was built: refresh the chooser.
         demo.load(lambda: gr.update(choices=architecture_choices()), None, [architecture], **quick)
     # After every event Gradio rebuilds a pandas summary of up to 10,000 past
     # events for its monitoring page (unused here): about 6 ms of CPU per

@@ -7,6 +7,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Models a developer trained (user_models/) are no part of the tests: an empty
+# folder, set before the model package is imported (it registers them then).
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ["APP_USER_MODELS"] = tempfile.mkdtemp(prefix="no-user-models-")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakehub import FakeHub, fast_retries, set_timeouts, use_hub  # noqa: E402

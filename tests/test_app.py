@@ -260,7 +260,7 @@ def test_examples_are_real_photos_with_their_sources():
         image = images.load_image(EXAMPLES_DIR / name)
         assert min(image.size) >= 256, name
         row = next(line for line in sources.splitlines() if f"`{name}`" in line)
-        assert re.search(r"CC0|[Pp]ublic domain|[Nn]o known copyright", row), row
+        assert re.search(r"CC0|[Pp]ublic domain|[Nn]o known copyright|CC BY 4\.0", row), row
 
 
 # ---------------------------------------------------------------- service and callbacks, no server

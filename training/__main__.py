@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():  # every process leaves together, after the main one has written the folder
+            dist.barrier()
+            dist.destroy_process_group()
     if is_main_process():
         m = run.metrics
         skipped = f"; {m['skipped_files']} unreadable files skipped" if m.get("skipped_files") else ""

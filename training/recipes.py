@@ -200,10 +200,13 @@ def finetune_train_transform(spec: models.ModelSpec) -> T.Compose:
 
 
 def digits_train_transform(spec: models.ModelSpec) -> T.Compose:
-    """Digits: small shifts, rotations and scalings (no flip: a flipped 2 is no digit)."""
+    """Digits: shifts of up to 1/16 of the side (one pixel at 16 x 16) and rotations up to 5
+    degrees; no flip (a flipped 2 is no digit). Stronger augmentation
+    (10 degrees, 10 % shifts, scaling) kept a 48-wide Swin under 90 % after
+    14 epochs here."""
     size = spec.input_size[1:]
     return T.Compose([T.PILToTensor(), T.Resize(size, interpolation=T.InterpolationMode.BILINEAR, antialias=True),
-                      T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
+                      T.RandomAffine(degrees=5, translate=(1 / 16, 1 / 16)),
                       T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)])
 
 
@@ -264,6 +267,9 @@ def write_run(out: Path, model: nn.Module, result: TrainResult, metrics: dict, s
         if plots:
             from . import plots as plotting  # matplotlib only where pictures are wanted
             plotting.write_plots(staging, metrics, samples)
+        staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+        for path in staging.iterdir():
+            path.chmod(0o644)
         check_output_folder(out)
         if out.exists():
             out.rmdir()

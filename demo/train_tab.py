@@ -1,0 +1,205 @@
+"""The Train tab: fine-tune a model on an uploaded zip of class folders, or
+train a small Swin from scratch on the handwritten digits; watch the curves;
+cancel; download the result; classify with it in every other tab.
+
+:class:`TrainCallbacks` holds the plain callbacks (tested without a browser,
+tests/test_train_tab.py); :func:`build_train_tab` lays them out.
+"""
+from __future__ import annotations
+
+import queue
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+import models
+import training
+from training import plots, recipes
+
+DIGITS, UPLOAD = "Handwritten digits (train a small Swin from scratch)", "My images (a .zip of class folders)"
+# The digits Swin of the Train tab: the bundled swin_digits' configuration
+# (assets/models/swin_digits/README.md), so a few epochs already work.
+DIGITS_SWIN = dict(embed_dim=64, depths=(2, 2), num_heads=(4, 8), window_size=4, patch_size=2, image_size=16,
+                   drop_path_rate=0.1)
+DIGITS_RECIPE = dict(optimizer="adamw", betas=(0.9, 0.999), weight_decay=0.05, schedule="cosine", batch_size=16)
+MAX_EPOCHS = 50
+
+
+def user_error(message: str) -> gr.Error:
+    return gr.Error(message, print_exception=False)
+
+
+def finetune_choices() -> list[str]:
+    """Architectures that can be fine-tuned now (weights ship with the app or are cached)."""
+    return [n for n in models.list_models() if models.weights_status(n) in ("bundled", "cached", "trained")]
+
+
+class TrainCallbacks:
+    """One training at a time per app (the CPU is the limit); Cancel stops it
+    after the current step and keeps the best epoch so far."""
+
+    def __init__(self):
+        self.cancel_event = threading.Event()
+
+    def cancel(self) -> str:
+        if not training.training_running():
+            return "Nothing is training."
+        self.cancel_event.set()
+        return "Cancelling: the run stops after the current step and keeps its best epoch so far."
+
+    def _arguments(self, source, archive, architecture, epochs, lr, name):
+        name = (name or "").strip()
+        training.check_model_name(name)
+        out = models.user_models_dir() / name
+        recipes.check_output_folder(out)
+        try:
+            epochs = int(epochs)
+            lr = float(lr)
+        except (TypeError, ValueError):
+            raise training.TrainingInputError("Epochs and learning rate must be numbers.") from None
+        if not 1 <= epochs <= MAX_EPOCHS:
+            raise training.TrainingInputError(f"Choose between 1 and {MAX_EPOCHS} epochs.")
+        if not 0 < lr < 10:
+            raise training.TrainingInputError("Choose a learning rate between 0 and 10 (for example 0.01).")
+        if source != DIGITS and not archive:
+            raise training.TrainingInputError("Upload a .zip with one folder of images per class first, or choose "
+                                              "the handwritten digits.")
+        return name, out, epochs, lr
+
+    def train(self, source, archive, architecture, epochs, lr, name, progress=gr.Progress()):
+        """A generator: (status, curves figure, result markdown, confusion
+        figure, samples figure, download) after each epoch and at the end."""
+        try:
+            name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name)
+        except training.TrainingInputError as error:
+            raise user_error(str(error)) from error
+        if training.training_running():
+            raise user_error("A training is already running; wait for it to finish or cancel it first.")
+        self.cancel_event.clear()
+        events: queue.Queue = queue.Queue()
+        common = dict(on_epoch=lambda m: events.put(("epoch", m)), should_stop=self.cancel_event.is_set,
+                      progress=False)
+
+        def work():
+            try:
+                if source == DIGITS:
+                    run = training.scratch(out, "digits", epochs=epochs, lr=lr, **DIGITS_RECIPE, **DIGITS_SWIN,
+                                           description=f"{name}: a Swin trained in the app on the digits",
+                                           **common)
+                else:
+                    run = training.finetune(archive, out, architecture, epochs=epochs, lr=lr,
+                                            description=f"{name}: fine-tuned in the app from {architecture}",
+                                            **common)
+                events.put(("done", run))
+            except training.TrainingInputError as error:
+                events.put(("error", str(error)))
+            except Exception as error:  # the page must hear about any failure, in one sentence
+                events.put(("error", f"Training failed ({type(error).__name__}: {error}); nothing was saved."))
+
+        threading.Thread(target=work, name="train", daemon=True).start()
+        what = "the digits" if source == DIGITS else Path(str(archive)).name
+        progress(0, desc=f"Preparing {what}")
+        yield (f"Preparing {what}…", None, "", None, None, None)
+        history: list[dict] = []
+        while True:
+            kind, value = events.get()
+            if kind == "epoch":
+                history.append(value)
+                progress((len(history), epochs), desc=f"Epoch {len(history)}/{epochs}", unit="epochs")
+                yield (epoch_status(value, epochs), plots.curves_figure(curve_metrics(history)), "", None, None,
+                       None)
+            elif kind == "error":
+                raise user_error(value)
+            else:
+                run = value
+                models.register_model_folder(run.out, name, replace=False)
+                m = run.metrics
+                archive_path = zip_folder(run.out)
+                yield (finished_status(name, m), plots.curves_figure(m), result_markdown(m),
+                       plots.confusion_figure(m), plots.samples_figure(run.samples), archive_path)
+                return
+
+    @staticmethod
+    def architecture_updates(current):
+        """Refresh an architecture chooser of another tab (new models appear), keeping its value."""
+        from demo.ui import architecture_choices  # the labels the other tabs use
+
+        return gr.update(choices=architecture_choices(), value=current)
+
+
+def curve_metrics(history: list[dict]) -> dict:
+    return {"epochs": history, "train_loss": [h["train_loss"] for h in history],
+            "val_loss": [h["val_loss"] for h in history], "val_accuracies": [h["val_accuracy"] for h in history],
+            "lr": [h["lr"] for h in history], "val_accuracy": max(h["val_accuracy"] for h in history)}
+
+
+def epoch_status(m: dict, epochs: int) -> str:
+    partial = " (stopped during this epoch)" if m.get("partial") else ""
+    return (f"Epoch {m['epoch']}/{epochs}{partial}: train loss {m['train_loss']:.4f}, validation loss "
+            f"{m['val_loss']:.4f}, validation accuracy **{m['val_accuracy']:.1%}** ({m['seconds']:.1f} s)")
+
+
+def finished_status(name: str, m: dict) -> str:
+    how = "Cancelled; kept" if m["cancelled"] else "Done:"
+    return (f"{how} **{name}** (best epoch {m['best_epoch']}, validation accuracy {m['val_accuracy']:.1%}, "
+            f"{m['seconds']:.0f} s). It is now in the architecture list of every tab.")
+
+
+def result_markdown(m: dict) -> str:
+    rows = "\n".join(f"| {c} | {'–' if a is None else f'{a:.1%}'} |" for c, a in m["per_class_accuracy"].items())
+    skipped = f"\n\n{m['skipped_files']} unreadable files were skipped." if m.get("skipped_files") else ""
+    return f"| class | validation accuracy |\n|---|---|\n{rows}{skipped}"
+
+
+def zip_folder(folder: Path) -> str:
+    """The output folder as a zip for download (in a temporary folder Gradio may serve)."""
+    target = Path(tempfile.mkdtemp(prefix="trained-")) / folder.name
+    return shutil.make_archive(str(target), "zip", root_dir=folder)
+
+
+def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallbacks:
+    """The tab's layout and events; call inside ``with gr.Tab("Train")``.
+    ``architecture_dropdowns`` (of other tabs) get the new model when a run ends."""
+    callbacks = TrainCallbacks()
+    gr.Markdown("Fine-tune a model on your own images (a .zip with one folder per class, or `train/` and `val/`), "
+                "or train a small Swin Transformer from scratch on handwritten digits. The model is kept in the "
+                "user-models folder and appears in every tab's architecture list.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            source = gr.Radio([DIGITS, UPLOAD], value=DIGITS, label="Data", elem_id="train-source")
+            archive = gr.File(label="Zip of class folders", file_types=[".zip"], type="filepath",
+                              elem_id="train-zip")
+            architecture = gr.Dropdown(finetune_choices(), value=models.OFFLINE_DEFAULT,
+                                       label="Architecture to fine-tune (for your images)",
+                                       elem_id="train-architecture")
+            with gr.Row():
+                epochs = gr.Number(5, precision=0, minimum=1, maximum=MAX_EPOCHS, label="Epochs",
+                                   elem_id="train-epochs")
+                lr = gr.Number(0.001, minimum=0, label="Learning rate", elem_id="train-lr")
+            name = gr.Textbox("my_model", label="Model name", elem_id="train-name")
+            with gr.Row():
+                start = gr.Button("Start training", variant="primary", elem_id="train-start")
+                cancel = gr.Button("Cancel", elem_id="train-cancel")
+        with gr.Column(scale=2):
+            status = gr.Markdown("", elem_id="train-status")
+            curves = gr.Plot(label="Curves", elem_id="train-curves")
+            result = gr.Markdown("", elem_id="train-result")
+            with gr.Row():
+                confusion = gr.Plot(label="Confusion matrix", elem_id="train-confusion")
+                samples = gr.Plot(label="Validation images", elem_id="train-samples")
+            download = gr.File(label="Download the model folder (zip)", elem_id="train-download")
+    source.change(lambda s: gr.update(value=0.001 if s == DIGITS else 0.01), [source], [lr],
+                  show_progress="hidden", api_visibility="private")
+    run = start.click(callbacks.train, [source, archive, architecture, epochs, lr, name],
+                      [status, curves, result, confusion, samples, download], api_visibility="private",
+                      concurrency_id="train", concurrency_limit=4)
+    cancel.click(callbacks.cancel, None, [status], api_visibility="private", concurrency_limit=None,
+                 show_progress="hidden")
+    refresh = [architecture, *(architecture_dropdowns or [])]
+    for dropdown in refresh:
+        run.then(callbacks.architecture_updates, [dropdown], [dropdown], api_visibility="private",
+                 show_progress="hidden")
+    return callbacks
