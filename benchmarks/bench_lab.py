@@ -9,7 +9,8 @@ recorded comparison trains it) and the seed's CIFAR Swin (``swin_cifar``,
 forward, cross-entropy, backward. Variants run interleaved (fused,
 separate, ..., fused, separate, ...) so that the machine's load moves them
 alike; each figure is a median. Prints a Markdown section; ``--append``
-also writes it into ``benchmarks/RESULTS.md`` (replacing an earlier one).
+also writes it into ``benchmarks/RESULTS.md`` (replacing an earlier one);
+``benchmarks/run_all.py`` (``make bench``) runs it that way after its own sections.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--budget", type=float, default=40.0, help="seconds of timed rounds per model, at most")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
-    p.add_argument("--append", action="store_true", help=f"also write the section into {RESULTS}")
+    p.add_argument("--append", action="store_true", help="also write the section into --output")
+    p.add_argument("--output", default=str(RESULTS), help="the results file --append writes into")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start_load = load_average()
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> str:
     text = section(rows, machine(), (start_load, load_average()))
     print(text)
     if args.append:
-        append(text)
+        append(text, Path(args.output))
     return text
 
 
