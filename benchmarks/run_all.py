@@ -300,6 +300,10 @@ def main(argv=None) -> None:
         app, app_problem = run("bench_app.py", app_args, Path(tmp) / "app.json", args.app_timeout)
     text = write_results(Path(args.output), models_data, models_problem, app, app_problem,
                          time.perf_counter() - start)
+    # The attention lab's variants (forward + backward / fused) append their own section.
+    lab_args = ["--rounds", "5", "--budget", "10"] if args.quick else []
+    subprocess.run([sys.executable, str(HERE / "bench_lab.py"), "--append", "--output", args.output, *lab_args],
+                   cwd=ROOT, timeout=args.models_timeout)
     print("\n" + text)
     print(f"Written to {args.output}")
     if models_problem or app_problem:

@@ -15,6 +15,7 @@ import gradio as gr
 
 import models
 from demo import arguments, gate, images, panels, train_tab
+from demo.lab_tab import build_lab_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -428,6 +429,8 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
         model_input.select(callbacks.on_select, [architecture], [query_x, query_y], **quick).then(**swin_ui)
         with gr.Tab("Train"):
             train_tab.build_train_tab(architecture_dropdowns=[architecture])
+        with gr.Tab("Attention lab"):
+            build_lab_tab()
         # Weights may have been downloaded (or models trained) since the page was built: refresh the chooser.
         demo.load(lambda: gr.update(choices=architecture_choices()), None, [architecture], **quick)
     # After every event Gradio rebuilds a pandas summary of up to 10,000 past

@@ -253,7 +253,18 @@ class MLP(nn.Module):
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside each window, with a learned bias per
-    head for every relative offset (dy, dx), |dy|, |dx| < M."""
+    head for every relative offset (dy, dx), |dy|, |dx| < M.
+
+    This class is the ``fused`` layout (one ``qkv`` Linear, heads split as
+    ``[B * nW, heads, N, d]``), the one every checkpoint uses. The other
+    layouts of the attention lab (``models/swin_attention.py``) subclass it
+    and replace only :meth:`build_projections`, :meth:`project_qkv`,
+    :meth:`merge_heads` and :meth:`project_residual`; the relative position
+    bias, the bias + shift mask and the softmax (:meth:`weigh_values`) are
+    shared, so a variant differs from this one in one idea only.
+    """
+
+    attention = "fused"
 
     def __init__(self, dim: int, window_size: int, num_heads: int, qkv_bias: bool = True,
                  attn_dropout: float = 0.0, proj_dropout: float = 0.0):
@@ -265,10 +276,15 @@ class WindowAttention(nn.Module):
         self.scale = self.head_dim ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.build_projections(qkv_bias)
         self.attn_dropout = nn.Dropout(attn_dropout)
-        self.proj = nn.Linear(dim, dim)
         self.proj_dropout = nn.Dropout(proj_dropout)
+        # Set by models.swin_attention.capture_attention_logits only (the lab's statistics).
+        self.logits_recorder = None
+
+    def build_projections(self, qkv_bias: bool) -> None:
+        self.qkv = nn.Linear(self.dim, self.dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(self.dim, self.dim)
 
     def relative_position_bias(self, window_size: Sequence[int]) -> torch.Tensor:
         """``[heads, N, N]`` bias for a window of ``window_size``."""
@@ -282,32 +298,103 @@ class WindowAttention(nn.Module):
         span = 2 * self.window_size - 1
         return self.relative_position_bias_table.detach().T.reshape(self.num_heads, span, span)
 
-    def attend(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int, record=None) -> torch.Tensor:
+    # -- the layout: how q, k, v are made and how heads are put back --------
+
+    def project_qkv(self, x: torch.Tensor, num_windows: int, window_size: Sequence[int]):
+        """``x`` ``[B * nW, N, C]`` -> q, k, v, each ``[B * nW, heads, N, d]``."""
+        bw, n, _ = x.shape
+        qkv = linear(x, self.qkv).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)
+
+    def arrange_bias(self, attn_bias: torch.Tensor, batch_windows: int, num_windows: int) -> torch.Tensor:
+        """``[nW or 1, heads, N, N]`` -> broadcastable against this layout's scores."""
+        if attn_bias.shape[0] > 1:  # per-window shift mask: repeat it for every image of the batch
+            n = attn_bias.shape[-1]
+            return attn_bias.expand(batch_windows // num_windows, -1, -1, -1, -1).reshape(
+                batch_windows, self.num_heads, n, n)
+        return attn_bias
+
+    def windows_first(self, scores: torch.Tensor, num_windows: int) -> torch.Tensor:
+        """This layout's ``[..., N, N]`` scores -> ``[B, nW, heads, N, N]`` (what a record holds)."""
+        n = scores.shape[-1]
+        return scores.reshape(-1, num_windows, self.num_heads, n, n)
+
+    def from_windows_first(self, attn: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """Undoes :meth:`windows_first`: ``[B, nW, heads, N, N]`` -> this layout's ``shape``."""
+        return attn.reshape(shape)
+
+    def merge_heads(self, out: torch.Tensor, num_windows: int) -> torch.Tensor:
+        """``[B * nW, heads, N, d]`` -> ``[B * nW, N, C]``, channel ``h * d + i``."""
+        bw, _, n, _ = out.shape
+        return out.transpose(1, 2).reshape(bw, n, self.dim)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The output projection, ``[..., C]`` -> ``[..., C]``."""
+        return self.proj(x)
+
+    def project_residual(self, x: torch.Tensor, residual: torch.Tensor, branch) -> torch.Tensor:
+        """``residual + branch(project(x))``, ``x`` ``[B, L, C]``."""
+        return linear_residual(x, self.proj, residual, branch)
+
+    # -- shared by every layout ---------------------------------------------
+
+    def weigh_values(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: torch.Tensor,
+                     num_windows: int, record=None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + bias) v over the last two dimensions, in
+        whatever layout the leading ones are. With ``record`` (or the lab's
+        logits recorder) the explicit path runs and the softmaxed attention
+        is handed over as ``[B, nW, heads, N, N]``; otherwise the fused kernel."""
+        if record is None and self.logits_recorder is None:
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_bias.to(q.dtype),
+                dropout_p=self.attn_dropout.p if self.training else 0.0)
+        scores = (q * self.scale) @ k.transpose(-2, -1)  # [..., N, N]
+        if self.logits_recorder is not None:
+            self.logits_recorder(self.windows_first(scores, num_windows),
+                                 self.windows_first(attn_bias.expand_as(scores), num_windows))
+        attn = (scores + attn_bias).softmax(dim=-1)
+        if record is not None:
+            # The output is computed from the recorded tensor (a view of the
+            # same numbers in the record's layout), so that a capture which
+            # keeps gradients can differentiate with respect to it.
+            recorded = self.windows_first(attn, num_windows)  # [B, nW, heads, N, N]
+            record(recorded.detach())
+            attn = self.from_windows_first(recorded, attn.shape)
+        return self.attn_dropout(attn) @ v
+
+    def attend(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int, record=None,
+               window_size: Sequence[int] | None = None) -> torch.Tensor:
         """Attention inside each window, before the output projection.
 
         ``x``: ``[B * nW, N, C]``; ``attn_bias``: ``[nW or 1, heads, N, N]``,
         relative position bias plus shift mask; ``record``, when given, receives
         the softmaxed attention ``[B, nW, heads, N, N]`` (the explicit path);
-        otherwise the fused kernel runs. Returns ``[B * nW, N, C]``.
+        otherwise the fused kernel runs. ``window_size`` (Mh, Mw) is the
+        window's token grid (square ``sqrt(N)`` when not given). Returns
+        ``[B * nW, N, C]``.
         """
-        bw, n, c = x.shape
-        qkv = linear(x, self.qkv).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, d]
-        if attn_bias.shape[0] > 1:  # per-window shift mask: repeat it for every image of the batch
-            attn_bias = attn_bias.expand(bw // num_windows, -1, -1, -1, -1).reshape(bw, self.num_heads, n, n)
-        if record is None:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_bias.to(q.dtype),
-                dropout_p=self.attn_dropout.p if self.training else 0.0)
-        else:
-            attn = ((q * self.scale) @ k.transpose(-2, -1) + attn_bias).softmax(dim=-1)  # [B * nW, heads, N, N]
-            record(attn.detach().view(-1, num_windows, self.num_heads, n, n))
-            out = self.attn_dropout(attn) @ v
-        return out.transpose(1, 2).reshape(bw, n, c)
+        bw, n, _ = x.shape
+        if window_size is None:
+            side = math.isqrt(n)
+            window_size = (side, side)
+        q, k, v = self.project_qkv(x, num_windows, window_size)
+        out = self.weigh_values(q, k, v, self.arrange_bias(attn_bias, bw, num_windows), num_windows, record)
+        return self.merge_heads(out, num_windows)
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int, record=None) -> torch.Tensor:
         """:meth:`attend`, then the output projection."""
-        return self.proj_dropout(self.proj(self.attend(x, attn_bias, num_windows, record)))
+        return self.proj_dropout(self.project(self.attend(x, attn_bias, num_windows, record)))
+
+
+def window_attention_class(attention: str):
+    """The attention module of layout ``attention`` (``"fused"``, or a name of
+    ``models.swin_attention.ATTENTION_VARIANTS``): a callable taking
+    :class:`WindowAttention`'s arguments."""
+    # The variants subclass WindowAttention, so their module imports this one.
+    from .swin_attention import ATTENTION_VARIANTS
+    if attention not in ATTENTION_VARIANTS:
+        raise ValueError(f"Unknown attention {attention!r}; choose one of: {', '.join(ATTENTION_VARIANTS)}.")
+    return ATTENTION_VARIANTS[attention]
 
 
 class SwinTransformerBlock(nn.Module):
@@ -315,14 +402,16 @@ class SwinTransformerBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7, shifted: bool = False,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, proj_dropout: float = 0.0,
-                 attn_dropout: float = 0.0, drop_path: float = 0.0, norm_layer=nn.LayerNorm):
+                 attn_dropout: float = 0.0, drop_path: float = 0.0, norm_layer=nn.LayerNorm,
+                 attention: str = "fused"):
         super().__init__()
         self.dim = dim
         self.num_heads = num_heads
         self.window_size = window_size
         self.shifted = shifted
         self.norm1 = norm_layer(dim)
-        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, attn_dropout, proj_dropout)
+        self.attn = window_attention_class(attention)(dim, window_size, num_heads, qkv_bias, attn_dropout,
+                                                       proj_dropout)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = MLP(dim, int(dim * mlp_ratio), proj_dropout)
@@ -362,12 +451,12 @@ class SwinTransformerBlock(nn.Module):
             x = torch.cat([x, x.new_zeros(b, 1, c)], dim=1)  # the zero token that padding slots read
         windows = x.index_select(1, to_windows.to(x.device)).view(-1, g.window_area, c)  # [B * nW, N, C]
         out = self.attn.attend(windows, self.attention_bias(g, x.device, x.dtype), g.num_windows,
-                               _recorder_for(self, g))
+                               _recorder_for(self, g), g.window_size)
         # Back to map order (shift undone, padding dropped), then the output
         # projection (per token, so it commutes with the reordering) fused
         # with the residual.
         out = out.view(b, -1, c).index_select(1, from_windows.to(x.device))  # [B, H * W, C]
-        x = linear_residual(out, self.attn.proj, shortcut, lambda t: self.drop_path(self.attn.proj_dropout(t)))
+        x = self.attn.project_residual(out, shortcut, lambda t: self.drop_path(self.attn.proj_dropout(t)))
         x = linear_residual(self.mlp.hidden(self.norm2(x)), self.mlp.fc2, x,
                             lambda t: self.drop_path(self.mlp.drop2(t)))
         return x.view(b, h, w, c)
@@ -399,13 +488,14 @@ class BasicLayer(nn.Module):
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, proj_dropout: float = 0.0, attn_dropout: float = 0.0,
-                 drop_path: Sequence[float] = (), norm_layer=nn.LayerNorm, downsample: bool = False):
+                 drop_path: Sequence[float] = (), norm_layer=nn.LayerNorm, downsample: bool = False,
+                 attention: str = "fused"):
         super().__init__()
         drop_path = list(drop_path) or [0.0] * depth
         self.blocks = nn.ModuleList([
             SwinTransformerBlock(dim, num_heads, window_size, shifted=(i % 2 == 1), mlp_ratio=mlp_ratio,
                                  qkv_bias=qkv_bias, proj_dropout=proj_dropout, attn_dropout=attn_dropout,
-                                 drop_path=drop_path[i], norm_layer=norm_layer)
+                                 drop_path=drop_path[i], norm_layer=norm_layer, attention=attention)
             for i in range(depth)])
         self.downsample = PatchMerging(dim, norm_layer) if downsample else None
 
@@ -421,9 +511,14 @@ class SwinTransformer(nn.Module):
     def __init__(self, patch_size: int = 4, in_chans: int = 3, num_classes: int = 1000, embed_dim: int = 96,
                  depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
                  window_size: int = 7, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
-                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_layer=nn.LayerNorm):
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_layer=nn.LayerNorm,
+                 attention: str = "fused"):
+        """``attention`` picks the window attention's layout (the attention
+        lab's variants, ``models.swin_attention.ATTENTION_VARIANTS``); the
+        default ``"fused"`` is the one checkpoints are written in."""
         super().__init__()
         self.patch_size = patch_size
+        self.attention = attention
         self.window_size = window_size
         self.depths = tuple(depths)
         self.num_heads = tuple(num_heads)
@@ -438,7 +533,8 @@ class SwinTransformer(nn.Module):
             start = sum(depths[:i])
             self.layers.append(BasicLayer(
                 int(embed_dim * 2 ** i), depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate,
-                attn_drop_rate, rates[start:start + depth], norm_layer, downsample=i < len(depths) - 1))
+                attn_drop_rate, rates[start:start + depth], norm_layer, downsample=i < len(depths) - 1,
+                attention=attention))
         self.norm = norm_layer(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)

@@ -1,4 +1,4 @@
-"""``python -m training {finetune,scratch,predict} ...``; on several
+"""``python -m training {finetune,scratch,predict,lab} ...``; on several
 processes: ``torchrun --nproc-per-node 2 -m training scratch ...``."""
 from __future__ import annotations
 
@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="CSV file to write")
     r.add_argument("--top-k", type=int, default=5)
     r.add_argument("--batch-size", type=int, default=32)
+
+    from . import lab
+    lab.add_arguments(sub.add_parser("lab", help="compare Swin attention variants trained on the digits"))
     return p
 
 
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import recipes
 
     try:
+        if args.command == "lab":
+            from . import lab
+            return lab.run_from_args(args, argv)
         if args.command == "finetune":
             run = recipes.finetune(args.data, args.out, args.architecture, epochs=args.epochs, lr=args.lr,
                                    lrf=args.lrf, batch_size=args.batch_size, train_all=args.train_all,

@@ -1,0 +1,179 @@
+"""The "Attention lab" tab: do different implementations of attention change
+the model? Pick Swin attention variants (``models.swin_attention``), see
+their statistics at initialisation computed live, the recorded comparison
+(``docs/attention-lab/``, made by ``python -m training lab``), and run a
+short comparison of your own.
+
+The callbacks are plain functions of plain values (tested without a
+browser); :func:`build_lab_tab` lays them out inside the caller's
+``gr.Tab``.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+
+from models.swin_attention import ATTENTION_VARIANTS
+from training.lab import (CURVES_PNG, RESULTS_MD, LabConfig, build_model, curves_figure, digits_tensors,
+                          init_statistics, train_variant)
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDED = ROOT / "docs" / "attention-lab"
+VARIANTS = list(ATTENTION_VARIANTS)
+DEFAULT_VARIANTS = ["fused", "separate", "parameter_randn", "parameter_linear", "primer_shared"]
+INIT_HEADERS = ["variant", "logit std", "row entropy / max", "rows with max p > 0.99", "q/k gradient norm",
+                "loss"]
+INIT_BATCH = 128
+MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 20, 600, 200
+LAB = LabConfig()
+
+EXPLANATION = (
+    "Each variant is the same small Swin (the lab's: 16 x 16 digits, patch 2, embedding 32, two stages) with "
+    "another implementation of window attention: `fused` (one qkv Linear, the checkpoints' layout), `separate` "
+    "(three Linears), `heads_first` (the seed's layout: heads before windows, heads concatenated channel-minor), "
+    "`parameter_*` (raw `nn.Parameter` matrices initialised with `randn`, Xavier, or nn.Linear's distribution) "
+    "and `primer_*` (Primer-EZ's 3 x 3 depthwise convolution on q, k, v inside each window). "
+    "**Logit std**: spread of the logits entering the softmax; **row entropy / max**: 1 = uniform attention, "
+    "0 = one-hot; **rows with max p > 0.99**: saturated softmax rows; **q/k gradient norm**: how much gradient "
+    "reaches the q and k weights on the first step. See docs/attention-lab.md.")
+
+_stop_lock = threading.Lock()
+_stop_requested: dict[str, bool] = {}
+
+
+@lru_cache(maxsize=1)
+def lab_data():
+    """The digits as tensors, loaded once (a few seconds)."""
+    return digits_tensors(LAB.image_size, LAB.val_fraction)
+
+
+def _check_variants(variants) -> list[str]:
+    chosen = [v for v in (variants or []) if v in ATTENTION_VARIANTS]
+    if not chosen:
+        raise gr.Error("Pick at least one attention variant.")
+    return chosen
+
+
+def init_statistics_rows(variants, seed: int = 0) -> list[list]:
+    """One row per variant: :class:`training.lab.InitStatistics` at step 0 on
+    ``INIT_BATCH`` training digits, rounded for the table."""
+    chosen = _check_variants(variants)
+    data = lab_data()
+    images, labels = data.train_x[:INIT_BATCH], data.train_y[:INIT_BATCH]
+    rows = []
+    for variant in chosen:
+        s = init_statistics(build_model(LAB, variant, int(seed)), images, labels)
+        rows.append([variant, round(s.logit_std, 4), round(s.entropy_fraction, 4),
+                     f"{100 * s.saturated_rows:.1f} %", float(f"{s.qk_grad_norm:.3g}"), round(s.loss, 4)])
+    return rows
+
+
+def recorded_comparison(folder: Path = RECORDED) -> tuple[str, str | None]:
+    """The recorded report's Markdown (its table and command) and its curves' path."""
+    report, curves = folder / RESULTS_MD, folder / CURVES_PNG
+    if not report.exists():
+        return ("No recorded comparison here yet: run `python -m training lab --out docs/attention-lab` "
+                "to make one."), None
+    text = report.read_text(encoding="utf-8").replace(f"![curves]({CURVES_PNG})", "")
+    return text, (str(curves) if curves.exists() else None)
+
+
+def request_stop(session: str) -> str:
+    """Ask the live comparison of ``session`` to stop after its current step."""
+    with _stop_lock:
+        _stop_requested[session] = True
+    return "Stopping after the current step..."
+
+
+def live_comparison(variants, steps, session: str = "", progress=None):
+    """Train each chosen variant from seed 0 for ``steps`` steps on the digits;
+    yields ``(status Markdown, curves figure or None)`` after each variant.
+    :func:`request_stop` for the same ``session`` ends it after the current
+    step, keeping what finished."""
+    chosen = _check_variants(variants)
+    try:
+        steps = int(steps)
+    except (TypeError, ValueError):
+        raise gr.Error(f"Steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}.") from None
+    if not MIN_STEPS <= steps <= MAX_STEPS:
+        raise gr.Error(f"Steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}.")
+    with _stop_lock:
+        _stop_requested[session] = False
+    data = lab_data()
+    per_epoch = len(data.train_y) // LAB.batch_size
+    config = replace(LAB, variants=tuple(chosen), seeds=1, epochs=math.ceil(steps / per_epoch), max_steps=steps)
+    total, done = steps * len(chosen), 0
+    runs, lines = [], []
+
+    def should_stop() -> bool:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done / total, desc=f"{len(runs) + 1}/{len(chosen)}: {chosen[len(runs)]}, step "
+                                        f"{done - len(runs) * steps}/{steps}")
+        with _stop_lock:
+            return _stop_requested.get(session, False)
+
+    try:
+        for variant in chosen:
+            run = train_variant(config, data, variant, seed=0, should_stop=should_stop)
+            runs.append(run)
+            done = len(runs) * steps
+            lines.append(f"- **{variant}**: validation accuracy {100 * run['final_val_accuracy']:.1f} % after "
+                         f"{run['steps']} steps ({run['seconds']:.0f} s)" + (" (stopped)" if run["cancelled"] else ""))
+            yield "\n".join(lines), curves_figure(runs, chosen)
+            if run["cancelled"]:
+                lines.append("\nStopped; the variants above finished (or stopped) as shown.")
+                yield "\n".join(lines), curves_figure(runs, chosen)
+                return
+        lines.append(f"\nOne seed each, {steps} steps: differences of a few points can be seed noise; the "
+                     "recorded comparison has 3 seeds per variant.")
+        yield "\n".join(lines), curves_figure(runs, chosen)
+    finally:
+        with _stop_lock:
+            _stop_requested.pop(session, None)
+
+
+def build_lab_tab() -> None:
+    """The tab's components and events, inside the caller's ``gr.Tab`` (and ``gr.Blocks``)."""
+    gr.Markdown("## Attention lab: do different implementations of attention change the model?\n" + EXPLANATION)
+    variants = gr.CheckboxGroup(VARIANTS, value=DEFAULT_VARIANTS, label="Attention variants", elem_id="lab-variants")
+    with gr.Row():
+        init_button = gr.Button("Statistics at initialisation (seconds)", elem_id="lab-init")
+    init_table = gr.Dataframe(headers=INIT_HEADERS, label="At step 0, 128 digits", interactive=False,
+                              elem_id="lab-init-table")
+    gr.Markdown("### The recorded comparison (3 seeds per variant)")
+    report, curves = recorded_comparison()
+    with gr.Row(equal_height=False):
+        gr.Markdown(report, elem_id="lab-recorded")
+        gr.Image(curves, label="Validation accuracy by epoch", interactive=False, format="png",
+                 elem_id="lab-recorded-curves")
+    gr.Markdown("### A short comparison of your own (seed 0, on this server's CPU)")
+    with gr.Row():
+        steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=DEFAULT_STEPS, step=10, label="Training steps per variant",
+                          elem_id="lab-steps")
+        start = gr.Button("Train", variant="primary", elem_id="lab-start")
+        stop = gr.Button("Cancel", elem_id="lab-cancel")
+    status = gr.Markdown(elem_id="lab-status")
+    plot = gr.Plot(label="Validation accuracy by epoch", elem_id="lab-curves")
+
+    init_button.click(init_statistics_rows, [variants], [init_table], concurrency_id="lab", concurrency_limit=1,
+                      api_visibility="private")
+
+    def live(chosen, n, request: gr.Request, progress=gr.Progress()):
+        yield from live_comparison(chosen, n, session=getattr(request, "session_hash", "") or "", progress=progress)
+
+    def cancel(request: gr.Request):
+        return request_stop(getattr(request, "session_hash", "") or "")
+
+    start.click(live, [variants, steps], [status, plot], concurrency_id="lab", concurrency_limit=1,
+                api_visibility="private")
+    stop.click(cancel, None, [status], concurrency_limit=None, api_visibility="private")
+
+
+__all__ = ["build_lab_tab", "init_statistics_rows", "live_comparison", "recorded_comparison", "request_stop"]

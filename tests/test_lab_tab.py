@@ -1,0 +1,75 @@
+"""The Attention lab tab's callbacks, without a browser: live init
+statistics, the recorded comparison, a short live comparison and its
+cancellation; and the tab builds inside a page."""
+import gradio as gr
+import pytest
+import torch
+
+from demo import lab_tab
+from training.lab import build_model, init_statistics
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: on a busy 2-core machine a second thread only waits for
+    the first (a lab step took 2 s with 2 threads, 0.1 s with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_init_statistics_rows_are_the_labs_statistics():
+    rows = lab_tab.init_statistics_rows(["fused", "parameter_randn"])
+    assert [r[0] for r in rows] == ["fused", "parameter_randn"] and all(len(r) == len(lab_tab.INIT_HEADERS)
+                                                                        for r in rows)
+    data = lab_tab.lab_data()
+    direct = init_statistics(build_model(lab_tab.LAB, "parameter_randn", 0), data.train_x[:lab_tab.INIT_BATCH],
+                             data.train_y[:lab_tab.INIT_BATCH])
+    assert rows[1][1] == round(direct.logit_std, 4) and rows[1][3] == f"{100 * direct.saturated_rows:.1f} %"
+
+
+def test_choosing_no_variant_is_one_sentence():
+    with pytest.raises(gr.Error, match="Pick at least one attention variant"):
+        lab_tab.init_statistics_rows([])
+    with pytest.raises(gr.Error, match="Steps must be a whole number from 20 to 600"):
+        next(lab_tab.live_comparison(["fused"], 5))
+
+
+def test_recorded_comparison_without_a_report_says_how_to_make_one(tmp_path):
+    text, curves = lab_tab.recorded_comparison(tmp_path)
+    assert "python -m training lab" in text and curves is None
+
+
+def test_recorded_comparison_shows_the_committed_report():
+    text, curves = lab_tab.recorded_comparison()
+    assert text.startswith("# Attention lab: results") and "Command: `python -m training lab" in text
+    assert curves and curves.endswith("curves.png")
+
+
+def test_live_comparison_trains_each_variant_and_draws_its_curve():
+    seen = []
+    outputs = list(lab_tab.live_comparison(["fused", "separate"], 20, session="t1",
+                                           progress=lambda fraction, desc: seen.append(fraction)))
+    status, figure = outputs[-1]
+    assert "**fused**" in status and "**separate**" in status and "after 20 steps" in status
+    assert figure is not None and len(figure.axes[0].get_legend().get_texts()) == 2
+    assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+
+
+def test_cancel_stops_after_the_current_step_and_keeps_what_finished():
+    def progress(fraction, desc):
+        if fraction >= 3 / 40:
+            lab_tab.request_stop("t2")
+
+    outputs = list(lab_tab.live_comparison(["fused", "separate"], 20, session="t2", progress=progress))
+    status = outputs[-1][0]
+    assert "(stopped)" in status and "**separate**" not in status and "Stopped" in status
+
+
+def test_the_tab_builds_inside_a_page():
+    with gr.Blocks() as demo:
+        with gr.Tab("Attention lab"):
+            lab_tab.build_lab_tab()
+    ids = {getattr(c, "elem_id", None) for c in demo.blocks.values()}
+    assert {"lab-variants", "lab-init", "lab-start", "lab-cancel", "lab-curves"} <= ids
