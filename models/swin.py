@@ -301,8 +301,11 @@ class WindowAttention(nn.Module):
                 dropout_p=self.attn_dropout.p if self.training else 0.0)
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1) + attn_bias).softmax(dim=-1)  # [B * nW, heads, N, N]
-            record(attn.detach().view(-1, num_windows, self.num_heads, n, n))
-            out = self.attn_dropout(attn) @ v
+            attn = attn.view(-1, num_windows, self.num_heads, n, n)  # [B, nW, heads, N, N]
+            # The recorded tensor is the one the output is computed from, so
+            # that a capture keeping gradients can differentiate with respect to it.
+            record(attn)
+            out = self.attn_dropout(attn.view(bw, self.num_heads, n, n)) @ v
         return out.transpose(1, 2).reshape(bw, n, c)
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor, num_windows: int, record=None) -> torch.Tensor:
