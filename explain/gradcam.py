@@ -22,6 +22,8 @@ BatchNorm, parameters without ``requires_grad``) and on a plain one.
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
@@ -44,8 +46,14 @@ def layer_activation_and_gradient(model: nn.Module, layer: nn.Module, x: torch.T
     layer's output, each image's own target logit (summed over the batch:
     the images do not interact, so each gets its own gradient)."""
     captured = {}
+    # Module hooks are seen by every thread that runs the model (the app
+    # classifies with the same model object on other threads): act only on
+    # this thread's forward.
+    owner = threading.get_ident()
 
     def keep_output(module, inputs, output):
+        if threading.get_ident() != owner:
+            return None
         if not isinstance(output, torch.Tensor):
             raise ExplainError(f"Layer {type(module).__name__} does not return one tensor; choose another layer.")
         leaf = output.detach().requires_grad_(True)
