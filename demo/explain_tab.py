@@ -63,10 +63,10 @@ def scores_markdown(result: explaining.Explanation) -> str:
         insertion_ok = s["insertion_auc"] > s["random_insertion_auc"]
         lines.append("| | this map | random map | |\n|---|---|---|---|\n"
                      f"| deletion AUC (lower is better) | {s['deletion_auc']:.3f} | {s['random_deletion_auc']:.3f} | "
-                     f"{'✅ beats random' if deletion_ok else '❌ no better than random'} |\n"
+                     f"{'beats random' if deletion_ok else '**no better than random**'} |\n"
                      f"| insertion AUC (higher is better) | {s['insertion_auc']:.3f} | "
                      f"{s['random_insertion_auc']:.3f} | "
-                     f"{'✅ beats random' if insertion_ok else '❌ no better than random'} |")
+                     f"{'beats random' if insertion_ok else '**no better than random**'} |")
     return "\n\n".join(lines)
 
 
@@ -187,7 +187,10 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
                            height=300, elem_id="explain-overlay")
         raw = gr.Image(label="Raw map (0 dark - 1 light)", type="numpy", format="png", interactive=False,
                        height=300, elem_id="explain-map")
-    curves = gr.Image(label="Faithfulness: deletion and insertion curves", type="numpy", format="png",
+    gr.Markdown("**Faithfulness**: the class probability as the map's most salient pixels are removed "
+                "(deletion) or revealed (insertion) over a blurred copy, beside a random map's (dashed).",
+                elem_classes="view-note")
+    curves = gr.Image(label="Deletion and insertion curves", show_label=False, type="numpy", format="png",
                       interactive=False, elem_id="explain-curves")
     scores = gr.Markdown(elem_id="explain-scores")
     with gr.Accordion("Raw map (.npy) and summary (JSON)", open=False):
