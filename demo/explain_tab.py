@@ -212,5 +212,5 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
     opacity.change(callbacks.reoverlay, [last_map, opacity], [overlay], **quick)
     image.change(callbacks.on_image, None, [selected, selected_note], **quick)
     architecture.select(callbacks.on_architecture, [architecture, method], [method, held_back_note], **quick)
-    return dict(method=method, opacity=opacity, button=button, overlay=overlay, raw=raw, curves=curves,
+    return dict(method=method, held_back_note=held_back_note, opacity=opacity, button=button, overlay=overlay, raw=raw, curves=curves,
                 scores=scores, npy=npy, summary=summary, selected=selected)

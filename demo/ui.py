@@ -367,9 +367,9 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
                         notice = gr.Markdown(visible=False, elem_id="notice")
                         fallback = gr.Button(f"Use {models.OFFLINE_DEFAULT} (works offline)", visible=False,
                                              variant="primary", elem_id="fallback")
-                        explain_tab.build_explain_section(
-                            explain_tab.ExplainCallbacks(service, callbacks.open_image), image, architecture, label,
-                            DEFAULT_ARCHITECTURE, model_events, quick)
+                        explain_callbacks = explain_tab.ExplainCallbacks(service, callbacks.open_image)
+                        explain_section = explain_tab.build_explain_section(
+                            explain_callbacks, image, architecture, label, DEFAULT_ARCHITECTURE, model_events, quick)
                     with gr.Tab("Inside Swin", id="inside-swin", elem_id="tab-inside-swin"):
                         swin_tab = build_swin_tab(max_stage, max_block, max_head, first_swin)
                     with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
@@ -403,6 +403,8 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
             .then(**classify_ui).then(**swin_ui)
         fallback.click(callbacks.use_offline_default, None, [architecture], **quick) \
             .then(callbacks.on_architecture, [architecture], architecture_controls, **quick) \
+            .then(explain_callbacks.on_architecture, [architecture, explain_section["method"]],
+                  [explain_section["method"], explain_section["held_back_note"]], **quick) \
             .then(**classify_ui).then(**swin_ui)
         stage.release(callbacks.on_stage, [architecture, stage, block, head], [block, head], **quick) \
             .then(**swin_ui)
