@@ -6,10 +6,17 @@ from __future__ import annotations
 import gradio as gr
 
 import models
-from demo import explaining
+from demo import arguments, explaining, gate
 
 MAX_COLUMNS = 3
 DEFAULT_ARCHITECTURES = [models.OFFLINE_DEFAULT, "swin_tiny_patch4_window7_224"]
+
+
+def architectures_argument(value) -> list[str]:
+    """Two or three of models.list_models() (checked at the gate)."""
+    if not isinstance(value, (list, tuple)) or len(value) > 10:
+        raise arguments.ArgumentError("architectures must be a list of two or three architecture names.")
+    return [arguments.choice("architectures", name, models.list_models()) for name in value]
 
 
 def column_markdown(result: explaining.Explanation) -> str:
@@ -32,11 +39,11 @@ class CompareCallbacks:
         flattened; an architecture whose weights cannot be had says so in
         its column and the others still run."""
         architectures = list(dict.fromkeys(architectures or []))
-        if not image:
-            raise gr.Error("No image was given; upload a photo or pick an example first.", print_exception=False)
+        if image is None or image == "":
+            raise gate.refuse("No image was given; upload a photo or pick an example first.", "compare")
         if not 2 <= len(architectures) <= MAX_COLUMNS:
-            raise gr.Error(f"Pick two or three architectures to compare (you picked {len(architectures)}).",
-                           print_exception=False)
+            raise gate.refuse(f"Pick two or three architectures to compare (you picked {len(architectures)}).",
+                              "compare")
         picture = self.open_image(image)
         outputs = []
         for column in range(MAX_COLUMNS):
@@ -74,5 +81,6 @@ def build_compare_tab(callbacks: CompareCallbacks, image, model_events: dict) ->
                                         elem_id=f"compare-label-{column}"))
                 outputs.append(gr.Image(type="numpy", format="png", interactive=False, show_label=False,
                                         visible=False, elem_id=f"compare-overlay-{column}"))
+    gate.guard(chosen, architectures_argument, "architectures")
     button.click(callbacks.compare, [image, chosen], outputs, api_visibility="private", **model_events)
     return dict(chosen=chosen, button=button, outputs=outputs)

@@ -9,6 +9,7 @@ import itertools
 import os
 import tempfile
 import threading
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 
 import explain
 import models
-from demo import explaining
+from demo import arguments, explaining, gate
 from demo.panels import figure_to_array
 from explain import pictures
 
@@ -28,7 +29,21 @@ KEEP_MAP_FILES = 64  # raw-map files kept on disk for download; older ones are r
 
 
 def user_error(message: str) -> gr.Error:
-    return gr.Error(message, print_exception=False)
+    return gate.refuse(message, "explain")
+
+
+def target_argument(value):
+    """A target as the API takes it: a class name or "top1" (a string), a
+    class index (a whole number), or None (top1); checked against the
+    model's classes later."""
+    if value is None:
+        return "top1"
+    if isinstance(value, str) and len(value) <= 200:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return arguments.whole_number("target", value, 0, 10**6)
+    raise arguments.ArgumentError(f"target must be a class name, a class index or \"top1\", "
+                                  f"not {str(value)[:40]!r}.")
 
 
 def curves_figure(result: explaining.Explanation) -> np.ndarray:
@@ -123,7 +138,7 @@ class ExplainCallbacks:
     # ------------------------------------------------------------------ page
     def explain_ui(self, image, architecture, method, selected, opacity):
         """(overlay, raw map, curves, scores, .npy file, summary, state) for the page."""
-        if not image:
+        if image is None or image == "":
             return (None, None, None, "Upload an image or pick an example first.", None, None, None)
         result = self._explain(image, architecture, method, selected or "top1")
         return (result.overlay(opacity), pictures.colorize(result.saliency), curves_figure(result),
@@ -198,9 +213,14 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
         summary = gr.JSON(label="Summary", elem_id="explain-summary")
     selected = gr.State("top1")
     last_map = gr.State(None)
-    # The API's method and target: free text, so that a wrong one gets this app's message.
+    # The API's method and target: free text, checked at the gate (demo/gate.py) and then against the model.
     api_method = gr.Textbox(visible=False)
     api_target = gr.Textbox(visible=False)
+    check_method = partial(arguments.choice, "method", choices=explain.METHODS)
+    for component in (method, api_method):
+        gate.guard(component, check_method, "method")
+    gate.guard(api_target, target_argument, "target")
+    gate.guard(opacity, partial(arguments.number, "opacity", low=0.0, high=1.0, default=DEFAULT_OPACITY), "opacity")
 
     gr.on(triggers=[], fn=callbacks.explain_api, inputs=[image, architecture, api_method, api_target],
           outputs=[overlay, npy, summary], api_name="explain", **model_events)

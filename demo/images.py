@@ -12,13 +12,17 @@ and images above :data:`LARGE_IMAGE_PIXELS` are decoded one at a time.
 from __future__ import annotations
 
 import contextlib
+import io
+import mmap
 import os
+import struct
 import threading
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 DEFAULT_MAX_PIXELS = 40_000_000
 # Longer side / shorter side kept at most. Every model sees a centre crop of the
@@ -61,6 +65,18 @@ _KNOWN_OTHER_FORMATS = (
     (lambda head: head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")), "a JPEG XL image"),
 )
 
+# PIL refuses a compressed PNG text chunk (zTXt, iTXt) that inflates past 1 MB
+# as if the image were damaged; a photo editor's metadata (XMP, a thumbnail in
+# a comment) can be that large. 16 MB per chunk, and PIL's own 64 MB for all
+# text together, still bound what a chunk can inflate to.
+PNG_MAX_TEXT_CHUNK = 16 * 2**20
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_TEXT_CHUNK)
+# PIL reads a PNG's chunks one at a time in Python: 2 million 15-byte chunks
+# took 11 s. An image needs a handful (even a PNG split into 8 KB data chunks
+# has 3,200 in 25 MB); more than this is refused after a scan of the chunk
+# headers alone, which stops at the limit (tens of milliseconds).
+MAX_PNG_CHUNKS = 50_000
+
 _TRANSPARENT_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 
@@ -87,35 +103,75 @@ def configure_pil(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open ``path`` as an 8-bit RGB image, upright (EXIF orientation applied).
+def load_image(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``source`` (a file's path, or its bytes) as an 8-bit RGB image in
+    sRGB, upright (EXIF orientation applied, an embedded ICC profile converted
+    to sRGB).
 
     Animated images give their first frame, multi-page TIFFs their first page.
     The size is checked from the header, before any pixel is decoded; a strip
     longer than :data:`MAX_ASPECT_RATIO` gives its centre (see :func:`central_part`).
     Raises :class:`ImageInputError`.
     """
-    path = Path(path)
-    try:
-        if path.stat().st_size == 0:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
             raise ImageInputError("The file is empty; upload a photo instead.")
+        with io.BytesIO(data) as stream:
+            return _load(stream, data[:32], memoryview(data), max_pixels)
+    path = Path(source)
+    try:
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size == 0:
+                raise ImageInputError("The file is empty; upload a photo instead.")
+            head = stream.read(32)
+            stream.seek(0)
+            with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                _check_png_chunks(head, mapped)
+            return _load(stream, head, None, max_pixels)
     except OSError as error:
         raise ImageInputError("The file could not be read; upload it again.") from error
 
+
+def _load(stream, head: bytes, data: memoryview | None, max_pixels: int) -> Image.Image:
+    if data is not None:
+        _check_png_chunks(head, data)
     with warnings.catch_warnings():
         # The size check below replaces PIL's DecompressionBombWarning.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(path, formats=ALLOWED_FORMATS)
+            image = Image.open(stream, formats=ALLOWED_FORMATS)
         except Image.DecompressionBombError as error:
             raise ImageInputError(_too_large_message(None, max_pixels)) from error
         except Exception as error:  # UnidentifiedImageError, SyntaxError, struct.error, ...
-            raise ImageInputError(_unreadable_message(path)) from error
+            if head.startswith((b"II*\x00", b"MM\x00*")):
+                stream.seek(0)
+                pixels = read_float_tiff(stream.read(), max_pixels)  # the one TIFF kind PIL cannot open
+                if pixels is not None:
+                    return central_part(pixels)
+            raise ImageInputError(_unreadable_message(head)) from error
         with image:
             _check_size(image.size, max_pixels)
             large = image.size[0] * image.size[1] > LARGE_IMAGE_PIXELS
             with _large_image_turn if large else contextlib.nullcontext():
                 return _decode(image, max_pixels)
+
+
+def _check_png_chunks(head: bytes, data) -> None:
+    """Refuse a PNG of more than :data:`MAX_PNG_CHUNKS` chunks, reading only chunk headers."""
+    if not head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return
+    position, end, chunks = 8, len(data), 0
+    while position + 8 <= end:
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"IEND":
+            return
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise ImageInputError(f"This PNG is split into more than {MAX_PNG_CHUNKS} chunks, far more than an image "
+                                  "needs; save it again as an ordinary PNG and upload that.")
+        position += 12 + length
 
 
 def _decode(image: Image.Image, max_pixels: int) -> Image.Image:
@@ -134,12 +190,39 @@ def _decode(image: Image.Image, max_pixels: int) -> Image.Image:
     except Exception:  # a broken EXIF block: keep the pixels as stored
         upright = image.copy()
     try:
-        return to_rgb8(central_part(upright))
+        return to_rgb8(to_srgb(central_part(upright)))
     except MemoryError as error:
         raise ImageInputError(_LOW_MEMORY) from error
     except Exception as error:  # a colour mode PIL cannot convert ("conversion from X to Y not supported")
         raise ImageInputError(f"The colours of this image ({upright.mode}) cannot be converted to RGB; save it as "
                               "an ordinary JPEG or PNG and upload that.") from error
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# Image modes with an ICC conversion to sRGB, and the mode it gives (alpha kept).
+_ICC_OUTPUT_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB", "L": "RGB"}
+
+
+def to_srgb(image: Image.Image) -> Image.Image:
+    """``image`` with its embedded ICC profile (if any) converted to sRGB, the
+    colour space every model was trained in.
+
+    A phone's photo is usually Display P3: read as sRGB, its colours are duller
+    and the probabilities move by up to 0.05 (0.17 for a ProPhoto-like
+    profile). Relative colorimetric intent, as browsers show such photos. A
+    profile lcms cannot use, or one that does not fit the image's mode, leaves
+    the pixels as stored (what the app did before).
+    """
+    profile = image.info.get("icc_profile")
+    output_mode = _ICC_OUTPUT_MODES.get(image.mode)
+    if not profile or output_mode is None:
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        return ImageCms.profileToProfile(image, source, _SRGB, outputMode=output_mode,
+                                         renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return image
 
 
 def central_part(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
@@ -199,13 +282,9 @@ def to_rgb8(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _unreadable_message(path: Path) -> str:
-    """Why a file that PIL would not open (among the allowed formats) is refused."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(32)
-    except OSError:
-        head = b""
+def _unreadable_message(head: bytes) -> str:
+    """Why a file that PIL would not open (among the allowed formats) is
+    refused, from its first 32 bytes."""
     is_webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
     is_avif = head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis")
     if head.startswith(_SIGNATURES) or is_webp or is_avif:
@@ -251,3 +330,67 @@ def _too_large_message(size: tuple[int, int] | None, max_pixels: int) -> str:
     limit = f"{max_pixels / 1e6:g} megapixels"
     stated = f"{size[0]} x {size[1]} pixels, more than" if size else "larger than"
     return f"The image is {stated} the {limit} this app accepts; upload a smaller image."
+
+
+# TIFF tags read by read_float_tiff.
+_WIDTH, _HEIGHT, _BITS, _COMPRESSION, _PHOTOMETRIC = 256, 257, 258, 259, 262
+_STRIP_OFFSETS, _SAMPLES, _ROWS_PER_STRIP, _STRIP_BYTES, _PLANAR, _PREDICTOR, _SAMPLE_FORMAT = \
+    273, 277, 278, 279, 284, 317, 339
+_TIFF_TYPES = {3: "H", 4: "I"}  # SHORT, LONG: what these tags use
+
+
+def read_float_tiff(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image | None:
+    """An RGB TIFF of 16-, 32- or 64-bit floating-point samples (what HDR and
+    scientific tools write; PIL opens only the one-channel kind) as 8-bit RGB,
+    converted like :func:`to_rgb8` converts a float image. Uncompressed or
+    Deflate-compressed strips, samples interleaved. ``None`` for any other TIFF
+    (the caller then refuses it as PIL saw it); :class:`ImageInputError` for
+    one of this kind that is too large or cut off.
+    """
+    try:
+        order = {b"II": "<", b"MM": ">"}[data[:2]]
+        (ifd,) = struct.unpack_from(order + "I", data, 4)
+        (count,) = struct.unpack_from(order + "H", data, ifd)
+        tags = {}
+        for index in range(count):
+            tag, kind, number, value_at = struct.unpack_from(order + "HHI4s", data, ifd + 2 + 12 * index)
+            if kind not in _TIFF_TYPES:
+                continue
+            size = struct.calcsize(_TIFF_TYPES[kind]) * number
+            raw = value_at if size <= 4 else data[struct.unpack(order + "I", value_at)[0]:][:size]
+            tags[tag] = struct.unpack(order + _TIFF_TYPES[kind] * number, raw[:size])
+        samples = tags.get(_SAMPLES, (1,))[0]
+        bits = tags.get(_BITS, (1,))
+        if (samples != 3 or tags.get(_SAMPLE_FORMAT, (1,))[0] != 3 or len(set(bits)) != 1
+                or bits[0] not in (16, 32, 64) or tags.get(_PHOTOMETRIC, (0,))[0] != 2
+                or tags.get(_PLANAR, (1,))[0] != 1 or tags.get(_PREDICTOR, (1,))[0] != 1
+                or tags.get(_COMPRESSION, (1,))[0] not in (1, 8, 32946)):
+            return None
+        width, height = tags[_WIDTH][0], tags[_HEIGHT][0]
+        offsets, lengths = tags[_STRIP_OFFSETS], tags[_STRIP_BYTES]
+    except (KeyError, IndexError, struct.error):
+        return None
+    _check_size((width, height), max_pixels)
+    compressed = tags.get(_COMPRESSION, (1,))[0] != 1
+    try:
+        dtype = np.dtype(f"{order}f{bits[0] // 8}")
+        expected = width * height * 3 * dtype.itemsize
+        parts, have = [], 0
+        for start, length in zip(offsets, lengths):
+            strip = data[start:start + length]
+            # At most the bytes the image needs: a Deflate bomb stops there.
+            part = zlib.decompressobj().decompress(strip, expected - have) if compressed else strip
+            parts.append(part)
+            have += len(part)
+            if have >= expected:
+                break
+        raw = b"".join(parts)
+        values = np.frombuffer(raw, dtype, count=width * height * 3).reshape(height, width, 3).astype(np.float32)
+    except (ValueError, zlib.error) as error:
+        raise ImageInputError(_DAMAGED) from error
+    low, high = _finite_range(values)
+    if low is not None and (low < 0 or high > 1):
+        _stretch(values)
+    else:
+        values *= 255.0
+    return Image.fromarray(_to_uint8(values), "RGB")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import gc
 import os
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
 import models
-from demo import compare_tab, explain_tab, images, panels
+from demo import arguments, compare_tab, explain_tab, gate, images, panels
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,34 +46,17 @@ CSS = """
 """
 
 
-def pass_path_unopened(component: gr.Image) -> gr.Image:
-    """Make a ``gr.Image(type="filepath")`` hand the callback the uploaded
-    file's path without opening it, so that :func:`demo.images.load_image`
-    alone decides what is an image: gr.Image opens the file with PIL first, and
-    a non-image would fail there with no useful message. (An instance
-    attribute, not a subclass: Gradio writes a .pyi stub next to any module
-    that subclasses a component.)"""
-    open_with_gradio = component.preprocess
-
-    def preprocess(payload):
-        if payload is None:
-            return None
-        if payload.path and not (payload.url or "").startswith("data:"):
-            return str(payload.path)
-        try:  # a data: URL: let Gradio write it to a file
-            return open_with_gradio(payload)
-        except gr.Error:
-            raise
-        except Exception as error:
-            raise user_error("This data is not an image this app can read; upload a photo instead.") from error
-
-    component.preprocess = preprocess
-    return component
+def user_error(message: str, what: str = "") -> gr.Error:
+    """A one-sentence message for the person at the keyboard; one line in the log, no stack trace."""
+    return gate.refuse(message, what)
 
 
-def user_error(message: str) -> gr.Error:
-    """A one-sentence message for the person at the keyboard; no stack trace in the log."""
-    return gr.Error(message, print_exception=False)
+def checked(what: str, check, *args, **kwargs):
+    """``check(*args, **kwargs)`` (a demo.arguments checker), its ArgumentError a refusal."""
+    try:
+        return check(*args, **kwargs)
+    except arguments.ArgumentError as error:
+        raise user_error(str(error), what) from None
 
 
 def architecture_choices() -> list[tuple[str, str]]:
@@ -89,8 +73,12 @@ def architecture_info(name: str) -> str:
 
 
 def swin_controls(name: str) -> dict | None:
-    """Stages, blocks per stage, heads per stage and input size of a Swin, from its spec."""
-    spec = models.get_spec(name)
+    """Stages, blocks per stage, heads per stage and input size of a Swin, from
+    its spec; None for any other architecture (or a name that is none)."""
+    try:
+        spec = models.get_spec(name)
+    except (ValueError, TypeError):
+        return None
     if not spec.is_swin:
         return None
     return {"depths": tuple(spec.config["depths"]), "heads": tuple(spec.config["num_heads"]),
@@ -112,7 +100,7 @@ def fit_selection(name: str, stage, block, head, query_x, query_y):
     def clamp(value, default, top):
         try:
             return min(max(int(float(value)), 0), top)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # None, "abc", NaN, 1e400
             return default
 
     stage = clamp(stage, 0, len(depths) - 1)
@@ -132,28 +120,63 @@ def _swin_upper_bounds() -> tuple[int, int, int]:
             max(max(c["heads"]) for c in swins) - 1)
 
 
+def _largest_input_pixel() -> int:
+    """The largest query coordinate any model allows (383, for the 384-pixel Swins)."""
+    return max(max(models.get_spec(n).input_size[1:]) for n in models.list_models()) - 1
+
+
+def head_argument(value, max_head: int):
+    """A head as the API takes it: a string ("mean", "3", "head 3": panels.parse_head
+    reads it and says what is wrong), None (the mean) or a whole number (-1: the mean)."""
+    if value is None or (isinstance(value, str) and len(value) <= 40):
+        return value
+    try:
+        return arguments.whole_number("head", value, -1, max_head)
+    except arguments.ArgumentError:
+        raise arguments.ArgumentError(f"head must be \"mean\" or a whole number from 0 to {max_head}, "
+                                      f"not {value!r:.40}.") from None
+
+
+def guard_arguments(architecture, top_k, stage, block, head, query_x, query_y) -> None:
+    """Every argument component's value checked before any callback runs (see
+    :func:`demo.gate.guard`): the type, finiteness and the widest range any
+    model allows; the callbacks then check what depends on the model."""
+    max_stage, max_block, max_head = _swin_upper_bounds()
+    largest = _largest_input_pixel()
+    gate.guard(architecture, partial(arguments.choice, "architecture", choices=models.list_models()), "architecture")
+    gate.guard(top_k, partial(arguments.whole_number, "top_k", low=1, high=MAX_TOP_K, default=DEFAULT_TOP_K), "top_k")
+    gate.guard(stage, partial(arguments.whole_number, "stage", low=0, high=max_stage, default=0), "stage")
+    gate.guard(block, partial(arguments.whole_number, "block", low=0, high=max_block, default=1), "block")
+    gate.guard(head, partial(head_argument, max_head=max_head), "head")
+    for name, component in (("query_x", query_x), ("query_y", query_y)):
+        gate.guard(component, partial(arguments.whole_number, name, low=0, high=largest, default=None), name)
+
+
 class Callbacks:
     """What the events run. Inputs and outputs are plain values; errors a user
     can cause become ``gr.Error`` with one sentence."""
 
     def __init__(self, service: InferenceService):
         self.service = service
+        self.limits = gate.Limits.from_settings(service.settings)
 
     # ------------------------------------------------------------------ helpers
-    def open_image(self, path: str | None):
-        if not path:
-            raise user_error("No image was given; upload a photo or pick an example first.")
+    def open_image(self, image):
+        """The image an input gave (``gate.image_input``: already through the
+        gate) or a value a client sent, through :func:`demo.gate.open_image`."""
         try:
-            return images.load_image(path, max_pixels=self.service.settings.max_pixels)
-        except images.ImageInputError as error:
-            raise user_error(str(error)) from error
+            return gate.open_image(image, self.limits)
+        except gate.GateError as error:
+            raise user_error(str(error), "image") from None
 
     @staticmethod
-    def _spec(name: str):
+    def _spec(name):
+        if not isinstance(name, str) or len(name) > 100:
+            checked("architecture", arguments.choice, "architecture", name, models.list_models())
         try:
             return models.get_spec(name)
         except ValueError as error:
-            raise user_error(str(error)) from error
+            raise user_error(str(error), "architecture") from None
 
     @staticmethod
     def _reporter(progress):
@@ -161,11 +184,12 @@ class Callbacks:
             return None
         return lambda fraction, description: progress(fraction, desc=description)
 
-    def _classification(self, image_path, architecture, top_k, progress) -> Classification:
+    def _classification(self, image, architecture, top_k, progress) -> Classification:
         spec = self._spec(architecture)
-        image = self.open_image(image_path)
+        top_k = checked("top_k", arguments.whole_number, "top_k", top_k, 1, MAX_TOP_K, default=DEFAULT_TOP_K)
+        image = self.open_image(image)
         try:
-            return self.service.classify(image, spec.name, int(top_k), report=self._reporter(progress))
+            return self.service.classify(image, spec.name, top_k, report=self._reporter(progress))
         except models.WeightsUnavailableError as error:
             raise user_error(f"{error} Choose {models.OFFLINE_DEFAULT}, which works offline, "
                              "or try again later.") from error
@@ -188,15 +212,22 @@ class Callbacks:
         if not spec.is_swin:
             raise user_error(f"{spec.name} is not a Swin Transformer; choose one of "
                              f"{', '.join(n for n in models.list_models() if models.get_spec(n).is_swin)}.")
+        max_stage, max_block, max_head = _swin_upper_bounds()
+        height, width = spec.input_size[1:]
+        stage = checked("stage", arguments.whole_number, "stage", stage, 0, max_stage, default=0)
+        block = checked("block", arguments.whole_number, "block", block, 0, max_block, default=1)
+        head = checked("head", head_argument, head, max_head)
+        # Any pixel of the largest model input passes here; panels names this model's range.
+        largest = _largest_input_pixel()
+        query_x = checked("query_x", arguments.whole_number, "query_x", query_x, 0, largest, default=width // 2)
+        query_y = checked("query_y", arguments.whole_number, "query_y", query_y, 0, largest, default=height // 2)
         image = self.open_image(image)
         forward = self.service.swin_forward(image, spec.name, report=self._reporter(progress))
         height, width = forward.model_input.shape[:2]
-        query_x = width // 2 if query_x is None else query_x
-        query_y = height // 2 if query_y is None else query_y
         try:
             selection = panels.check_selection(forward.model, (height, width), stage, block, head, query_x, query_y)
         except panels.SelectionError as error:
-            raise user_error(str(error)) from error
+            raise user_error(str(error), "selection") from None
         if progress is not None:
             progress(None, desc="Drawing")
         views = panels.render_swin_panels(forward, selection, self.service.drawings)
@@ -207,7 +238,7 @@ class Callbacks:
     def classify_ui(self, image, architecture, top_k, progress=gr.Progress()):
         """(label, details, notice, fallback button) for the page."""
         hidden = gr.update(visible=False)
-        if not image:
+        if image is None or image == "":
             return None, "", gr.update(value="", visible=False), hidden
         spec = self._spec(architecture)
         try:
@@ -234,7 +265,7 @@ class Callbacks:
         if not spec.is_swin:
             return (*empty, f"Choose a Swin Transformer (swin_*) above to look inside it; {spec.name} is "
                             "a convolutional network.")
-        if not image:
+        if image is None or image == "":
             return (*empty, "Upload an image or pick an example above.")
         stage, block, head, query_x, query_y = fit_selection(spec.name, stage, block, head, query_x, query_y)
         return self.swin_views(image, spec.name, stage, block, head, query_x, query_y, progress)
@@ -242,7 +273,7 @@ class Callbacks:
     @staticmethod
     def on_architecture(architecture):
         """Info line and the Swin controls fitted to the chosen architecture."""
-        info = architecture_info(architecture)
+        info = architecture_info(Callbacks._spec(architecture).name)
         controls = swin_controls(architecture)
         if controls is None:
             return info, gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
@@ -260,10 +291,10 @@ class Callbacks:
         controls = swin_controls(architecture)
         if controls is None:
             return gr.update(), gr.update()
-        stage = min(int(stage), len(controls["depths"]) - 1)
-        depth, heads = controls["depths"][stage], controls["heads"][stage]
-        head = head if head == "mean" or (str(head).isdigit() and int(head) < heads) else "mean"
-        return (gr.update(maximum=depth - 1, value=min(int(block), depth - 1)),
+        stage, block, head, _, _ = fit_selection(architecture, stage, block, head, None, None)
+        depth = controls["depths"][stage]
+        heads = controls["heads"][stage]
+        return (gr.update(maximum=depth - 1, value=min(block, depth - 1)),
                 gr.update(choices=head_choices(heads), value=head))
 
     @staticmethod
@@ -275,7 +306,10 @@ class Callbacks:
             return gr.update(), gr.update()
         height, width = controls["input_hw"]
         scale = panels.display_scale((height, width))
-        x, y = int(evt.index[0]) // scale, int(evt.index[1]) // scale
+        try:
+            x, y = int(evt.index[0]) // scale, int(evt.index[1]) // scale
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError):  # not a click the page sends
+            return gr.update(), gr.update()
         return min(max(x, 0), width - 1), min(max(y, 0), height - 1)
 
     @staticmethod
@@ -330,6 +364,7 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
     service = service or InferenceService(Settings.from_env())
     configure_torch(service.settings)
     images.configure_pil(service.settings.max_pixels)
+    gate.configure(gate.Limits.from_settings(service.settings))
     callbacks = Callbacks(service)
     model_events = dict(concurrency_id="model", concurrency_limit=service.settings.concurrency)
     # Classification requests may enter together: the service's batcher
@@ -349,9 +384,9 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
         # The image and the architecture sit beside the tabs: every tab works on them.
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                image = pass_path_unopened(gr.Image(
-                    type="filepath", sources=["upload", "webcam", "clipboard"], format="png",
-                    label="Image (upload, drop, paste or webcam)", height=340, elem_id="input-image"))
+                image = gate.image_input(
+                    sources=["upload", "webcam", "clipboard"], format="png",
+                    label="Image (upload, drop, paste or webcam)", height=340, elem_id="input-image")
                 architecture = gr.Dropdown(architecture_choices(), value=DEFAULT_ARCHITECTURE,
                                            label="Architecture", elem_id="architecture")
                 info = gr.Markdown(architecture_info(DEFAULT_ARCHITECTURE), elem_classes="view-note")
@@ -380,6 +415,7 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
             swin_tab[k] for k in ("model_input", "stage", "block", "head", "query_x", "query_y", "summary",
                                   "view_images"))
 
+        guard_arguments(architecture, top_k, stage, block, head, query_x, query_y)
         swin_inputs = [image, architecture, stage, block, head, query_x, query_y]
         swin_outputs = [model_input] + [view_images[key] for key in ("windows", "mask", "query", "block", "bias")] \
             + [summary]
@@ -431,7 +467,8 @@ def serve(demo: gr.Blocks, settings: Settings | None = None) -> None:
     """
     gc.collect()  # what is already garbage is freed, not frozen
     gc.freeze()
-    demo.launch(**launch_options(settings))
+    settings = settings or Settings.from_env()
+    demo.launch(**launch_options(settings), **gate.launch_options(demo, gate.Limits.from_settings(settings)))
 
 
 def launch_options(settings: Settings | None = None) -> dict:

@@ -12,6 +12,7 @@ running app) and by tests/test_load.py (a few bad files among good requests).
 from __future__ import annotations
 
 import io
+import os
 import pathlib
 import pickle
 import struct
@@ -205,6 +206,110 @@ def mp4_header() -> bytes:
 
 def psd_header() -> bytes:
     return b"8BPS\x00\x01" + bytes(6) + struct.pack(">HIIHH", 3, 64, 64, 8, 3) + bytes(64)
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", int(round(value * 65536)))
+
+
+def rgb_profile(primaries, white=(0.3127, 0.3290), gamma=2.2, description="test profile") -> bytes:
+    """An ICC v2 RGB display profile (matrix and one gamma curve) built from
+    chromaticities, as a colour-management system would: the colorants are the
+    primaries' XYZ scaled so that R + G + B is the white, adapted to the D50
+    connection space with the Bradford transform. Pillow can only create sRGB
+    and Lab profiles, and none ships with this machine, hence by hand."""
+    def xyz(xy):
+        x, y = xy
+        return np.array([x / y, 1.0, (1 - x - y) / y])
+
+    white_xyz = xyz(white)
+    matrix = np.stack([xyz(p) for p in primaries], axis=1)
+    matrix = matrix * np.linalg.solve(matrix, white_xyz)
+    bradford = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+    d50 = np.array([0.9642, 1.0, 0.8249])
+    adapt = np.linalg.inv(bradford) @ np.diag(bradford @ d50 / (bradford @ white_xyz)) @ bradford
+    colorants = adapt @ matrix
+
+    def xyz_tag(values):
+        return b"XYZ " + bytes(4) + b"".join(_s15(v) for v in values)
+
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, int(round(gamma * 256))) + bytes(2)
+    text = description.encode("ascii") + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    tags = [(b"desc", desc), (b"cprt", b"text" + bytes(4) + b"public domain\0"), (b"wtpt", xyz_tag(d50)),
+            (b"rXYZ", xyz_tag(colorants[:, 0])), (b"gXYZ", xyz_tag(colorants[:, 1])),
+            (b"bXYZ", xyz_tag(colorants[:, 2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        data += bytes(-(offset + len(data)) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = struct.pack(">I4sI4s4s4s", offset + len(data), b"none", 0x02100000, b"mntr", b"RGB ", b"XYZ ") \
+        + bytes(12) + b"acsp" + bytes(28) + b"".join(_s15(v) for v in d50) + bytes(48)
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+# Display P3 (what phones save): DCI-P3 primaries, D65 white; gamma 2.2 stands in for the sRGB curve.
+DISPLAY_P3 = rgb_profile([(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)], description="Display P3 (test)")
+# ProPhoto-like: ROMM primaries, D50 white, gamma 1.8: far wider than sRGB.
+PROPHOTO_LIKE = rgb_profile([(0.7347, 0.2653), (0.1596, 0.8404), (0.0366, 0.0001)], white=(0.3457, 0.3585),
+                            gamma=1.8, description="ProPhoto-like (test)")
+
+
+def in_profile(image: Image.Image, profile: bytes, fmt: str = "JPEG", **params) -> bytes:
+    """``image`` (sRGB) converted to ``profile``'s colour space and saved with
+    the profile embedded: what a phone or a photo editor writes."""
+    from PIL import ImageCms
+
+    converted = ImageCms.profileToProfile(image.convert("RGB"), ImageCms.createProfile("sRGB"),
+                                          ImageCms.ImageCmsProfile(io.BytesIO(profile)), outputMode="RGB",
+                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    return encoded(converted, fmt, icc_profile=profile, **params)
+
+
+def float_rgb_tiff(pixels: np.ndarray, compression: int = 1) -> bytes:
+    """An RGB TIFF of 32-bit float samples (SampleFormat 3), uncompressed or
+    Deflate (8): what HDR and scientific tools write and PIL cannot open."""
+    height, width, _ = pixels.shape
+    data = pixels.astype("<f4").tobytes()
+    if compression == 8:
+        data = zlib.compress(data)
+    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, "bits"), (259, 3, 1, compression),
+               (262, 3, 1, 2), (273, 4, 1, "data"), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(data)),
+               (339, 3, 3, "format")]
+    bits_at = 8 + 2 + 12 * len(entries) + 4
+    format_at, data_at = bits_at + 6, bits_at + 12
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)))
+    for tag, kind, count, value in entries:
+        value = {"bits": bits_at, "data": data_at, "format": format_at}.get(value, value)
+        out += struct.pack("<HHIHH", tag, kind, count, value, 0) if kind == 3 and count == 1 else \
+            struct.pack("<HHII", tag, kind, count, value)
+    return bytes(out + struct.pack("<I", 0) + struct.pack("<HHH", 32, 32, 32) + struct.pack("<HHH", 3, 3, 3) + data)
+
+
+def _float_rgb_halves() -> np.ndarray:
+    pixels = np.zeros((8, 16, 3), np.float32)
+    pixels[:, :8, 0] = 1.0
+    pixels[:, 8:, 2] = 1.0
+    return pixels
+
+
+def png_with_text(kind: bytes, megabytes: float = 1.0) -> bytes:
+    """A small blue PNG carrying a text chunk of ``megabytes`` (zTXt: compressed, inflating to that size)."""
+    text = b"x" * int(megabytes * 2**20) + b"!"
+    body = b"comment\x00" + (b"\x00" + zlib.compress(text) if kind == b"zTXt" else text)
+    png = encoded(Image.new("RGB", (24, 24), BLUE), "PNG")
+    return png[:33] + png_chunk(kind, body) + png[33:]
+
+
+def png_of_many_chunks(chunks: int) -> bytes:
+    """A valid red PNG with ``chunks`` tiny text chunks before its pixels (15 bytes each)."""
+    png = encoded(Image.new("RGB", (8, 8), RED), "PNG")
+    return png[:33] + png_chunk(b"tEXt", b"a\x00b") * chunks + png[33:]
+
+
+SATURATED = (220, 40, 40)
 
 
 # ---------------------------------------------------------------- checks on the RGB array
@@ -412,6 +517,19 @@ CASES: list[Case] = [
          + b"<script>alert(1)</script>", check=uniform(BLUE)),
     Case("фото кота 🐈 (1).jpg", lambda d: encoded(photo_like(), "JPEG"), check=size_is(320, 240)),
     Case("a'b\";c&d $(x) " + "long" * 40 + ".jpg", lambda d: encoded(photo_like(), "JPEG"), check=anything),
+    # ---- issue 13: colour profiles converted to sRGB (without, P3 reads about (203, 61, 52), ProPhoto far off)
+    Case("display-p3.jpg", lambda d: in_profile(Image.new("RGB", (32, 32), SATURATED), DISPLAY_P3, quality=95),
+         check=uniform(SATURATED, 6), view=uniform(SATURATED, 12)),
+    Case("prophoto-like.png", lambda d: in_profile(Image.new("RGB", (32, 32), SATURATED), PROPHOTO_LIKE, "PNG"),
+         check=uniform(SATURATED, 6)),
+    # ---- issue 13: read, not called damaged
+    Case("float-rgb.tif", lambda d: float_rgb_tiff(_float_rgb_halves()), check=left_right(RED, BLUE)),
+    Case("float-rgb-deflate.tif", lambda d: float_rgb_tiff(_float_rgb_halves(), compression=8),
+         check=left_right(RED, BLUE)),
+    Case("1-mb-ztxt-chunk.png", lambda d: png_with_text(b"zTXt", 1.0), check=uniform(BLUE)),
+    Case("1-mb-text-chunk.png", lambda d: png_with_text(b"tEXt", 1.0), check=uniform(BLUE)),
+    # ---- issue 13: refused quickly (under the 4 MB upload limit of the tests' app: 3.75 MB)
+    Case("250000-chunks.png", lambda d: png_of_many_chunks(250_000), says="chunks"),
 ]
 
 
@@ -437,3 +555,104 @@ def build(folder: Path) -> list[tuple[Case, Path]]:
 
 def by_name(name: str) -> Case:
     return next(case for case in CASES if case.name == name)
+
+
+# ---------------------------------------------------------------- requests, not files (issue 13)
+# Sent to the running app by tests/test_security.py, on every endpoint with an image input.
+
+SERVER_PATH_REFUSED = "This app reads only images uploaded to it or sent inline as a data: URL"
+META = {"_type": "gradio.FileData"}
+
+
+def server_path_payloads(private: Path, upload_folder: Path, home: Path) -> dict[str, object]:
+    """Ways a client may name a server file instead of sending bytes: each must
+    be refused in the same sentence, whether or not the file exists.
+    ``private``: a readable PNG outside the upload folder; ``home``: a folder
+    above both (for relative paths and symlinks, made here)."""
+    inside_link = upload_folder / "planted" / "link.png"
+    inside_link.parent.mkdir(parents=True, exist_ok=True)
+    if not inside_link.is_symlink():
+        inside_link.symlink_to(private)
+    outside_link = home / "link.png"
+    if not outside_link.is_symlink():
+        outside_link.symlink_to(private)
+    relative = os.path.relpath(private, ROOT_FOR_RELATIVE)
+    dotdot = str(upload_folder) + "/../" + os.path.relpath(private, upload_folder.parent)
+    payloads = {}
+    for label, path in [("absolute", str(private)), ("missing", str(private) + ".missing"),
+                        ("relative", relative), ("symlink outside", str(outside_link)),
+                        ("symlink inside the upload folder", str(inside_link)), ("dot-dot", dotdot),
+                        ("file URL", "file://" + str(private)), ("http URL", "http://127.0.0.1:9/x.png"),
+                        ("the upload folder itself", str(upload_folder))]:
+        payloads[f"{label}, no meta"] = {"path": path}
+        payloads[f"{label}, meta"] = {"path": path, "meta": META}
+    payloads["bare string path"] = str(private)
+    payloads["data: URL object naming a path too"] = {"path": str(private), "url": str(private), "meta": META}
+    payloads["not a file object"] = {"name": str(private)}
+    payloads["a number"] = 7
+    return payloads
+
+
+ROOT_FOR_RELATIVE = Path(__file__).resolve().parent.parent  # the app's working directory
+
+
+def data_url(data: bytes, media_type: str) -> str:
+    import base64
+
+    return f"data:{media_type};base64," + base64.b64encode(data).decode()
+
+
+def ppm_bytes() -> bytes:
+    return encoded(photo_like(32, 32), "PPM")
+
+
+# (name, data: URL maker, a phrase of the one-sentence refusal): formats refused on upload are refused inline too,
+# under their own media type or a false one.
+DATA_URL_CASES = [
+    ("PPM as image/x-portable-pixmap", lambda: data_url(ppm_bytes(), "image/x-portable-pixmap"),
+     "not an image type this app reads"),
+    ("PPM claiming image/png", lambda: data_url(ppm_bytes(), "image/png"), NOT_AN_IMAGE),
+    ("ICO as image/x-icon", lambda: data_url(encoded(photo_like(32, 32), "ICO"), "image/x-icon"),
+     "not an image type this app reads"),
+    ("ICO claiming image/png", lambda: data_url(encoded(photo_like(32, 32), "ICO"), "image/png"), "icon"),
+    ("JPEG 2000 as image/jp2", lambda: data_url(encoded(photo_like(32, 32), "JPEG2000"), "image/jp2"),
+     "not an image type this app reads"),
+    ("JPEG 2000 claiming image/jpeg", lambda: data_url(encoded(photo_like(32, 32), "JPEG2000"), "image/jpeg"),
+     "JPEG 2000"),
+    ("SVG", lambda: data_url(b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml"),
+     "not an image type this app reads"),
+    ("not base64", lambda: "data:image/png,%89PNG", "not a base64-encoded image"),
+    ("damaged base64", lambda: "data:image/png;base64,iVBORw0KG=====!!", "base64"),
+    ("64 megapixels", lambda: data_url(blank_png(8000, 8000), "image/png"), "8000 x 8000 pixels"),
+    ("4.5 MB, over the tests' 4 MB limit", lambda: data_url(bytes(9 * 2**19), "image/png"), "larger than the 4 MB"),
+]
+
+# (endpoint, argument, JSON literal sent, phrase of the refusal): each malformed kind, on each endpoint.
+BAD_ARGUMENTS = [
+    ("/classify", "top_k", "NaN", "top_k must be a whole number from 1 to 20, not nan."),
+    ("/classify", "top_k", '"abc"', "top_k must be a whole number from 1 to 20, not 'abc'."),
+    ("/classify", "top_k", "1e400", "top_k must be a whole number from 1 to 20, not inf."),
+    ("/classify", "top_k", "-3", "top_k must be a whole number from 1 to 20, not -3."),
+    ("/classify", "top_k", "21", "top_k must be a whole number from 1 to 20, not 21."),
+    ("/classify", "top_k", "2.5", "top_k must be a whole number from 1 to 20, not 2.5."),
+    ("/classify", "top_k", "true", "top_k must be a whole number from 1 to 20, not True."),
+    ("/classify", "top_k", "[5]", "top_k must be a whole number from 1 to 20, not [5]."),
+    ("/classify", "architecture", "null", "architecture must be one of"),
+    ("/classify", "architecture", '"resnet50"', "architecture must be one of"),
+    ("/classify", "architecture", "7", "architecture must be one of"),
+    ("/swin_views", "stage", "NaN", "stage must be a whole number from 0 to 3, not nan."),
+    ("/swin_views", "stage", '"abc"', "stage must be a whole number from 0 to 3, not 'abc'."),
+    ("/swin_views", "stage", "-1", "stage must be a whole number from 0 to 3, not -1."),
+    ("/swin_views", "stage", "9", "stage must be a whole number from 0 to 3, not 9."),
+    ("/swin_views", "block", "1e400", "block must be a whole number from 0 to 17, not inf."),
+    ("/swin_views", "block", '{"a": 1}', "block must be a whole number from 0 to 17, not {'a': 1}."),
+    ("/swin_views", "head", "NaN", 'head must be "mean" or a whole number from 0 to 47, not nan.'),
+    ("/swin_views", "head", '"third"', "The head 'third' is not a number; give a head number or \"mean\"."),
+    ("/swin_views", "head", "99", 'head must be "mean" or a whole number from 0 to 47, not 99.'),
+    ("/swin_views", "query_x", "1e400", "query_x must be a whole number from 0 to 383, not inf."),
+    ("/swin_views", "query_x", "-1", "query_x must be a whole number from 0 to 383, not -1."),
+    ("/swin_views", "query_y", '"abc"', "query_y must be a whole number from 0 to 383, not 'abc'."),
+    ("/swin_views", "query_y", "NaN", "query_y must be a whole number from 0 to 383, not nan."),
+    ("/swin_views", "query_x", "300", "The query point (300, 112) is outside the 224 x 224 model input"),
+    ("/swin_views", "architecture", "null", "architecture must be one of"),
+]

@@ -22,7 +22,7 @@ from PIL import Image
 
 import models
 from conftest import APP_UPLOAD_LIMIT_MB, ROOT
-from demo import images, panels, service as service_module
+from demo import gate, images, panels, service as service_module
 from demo.service import ByteLRU, InferenceService, ModelCache, Settings, download_progress
 from demo.ui import EXAMPLES, Callbacks, architecture_choices, serve
 
@@ -406,7 +406,7 @@ def test_architecture_chooser_lists_every_model_with_its_status():
 
 def test_classify_ui_shows_time_and_probabilities():
     callbacks = Callbacks(InferenceService(Settings(torch_threads=2)))
-    label, details, notice, fallback = callbacks.classify_ui(str(EXAMPLES_DIR / "espresso.jpg"),
+    label, details, notice, fallback = callbacks.classify_ui(gate.open_server_file(EXAMPLES_DIR / "espresso.jpg"),
                                                              "efficientnet_lite0", 3)
     assert list(label)[0] == "espresso" and len(label) == 3
     assert re.search(r"the model took \*\*\d+ ms\*\*", details) and "pretrained weights" in details
@@ -421,7 +421,7 @@ def test_classify_ui_offers_the_offline_default_when_weights_are_missing(monkeyp
                                              "the Hub cannot be reached and the file is not in the local cache.")
 
     monkeypatch.setattr(callbacks.service, "classify", unavailable)
-    label, details, notice, fallback = callbacks.classify_ui(str(EXAMPLES_DIR / "cat.jpg"), SWIN_T, 5)
+    label, details, notice, fallback = callbacks.classify_ui(gate.open_server_file(EXAMPLES_DIR / "cat.jpg"), SWIN_T, 5)
     assert label is None
     assert notice["visible"] and "the Hub cannot be reached" in notice["value"]
     assert "Choose efficientnet_lite0, which works offline" in notice["value"]
@@ -443,7 +443,7 @@ def test_swin_controls_follow_the_architecture():
 
 def test_swin_views_ui_for_a_non_swin_explains_instead_of_failing():
     outputs = Callbacks(InferenceService(Settings())).swin_views_ui(
-        str(EXAMPLES_DIR / "cat.jpg"), "efficientnet_lite0", 0, 1, "mean", 112, 112)
+        gate.open_server_file(EXAMPLES_DIR / "cat.jpg"), "efficientnet_lite0", 0, 1, "mean", 112, 112)
     assert outputs[:6] == (None,) * 6 and "Choose a Swin Transformer" in outputs[6]
 
 

@@ -353,7 +353,7 @@ def test_the_page_says_when_a_forward_served_several_requests(service, monkeypat
     result = service.classify(images.load_image(EXAMPLES_DIR / "cat.jpg"), "efficientnet_lite0", 3)
     monkeypatch.setattr(service, "classify", lambda *a, **k: type(result)(
         result.probabilities, 120.0, result.model_name, result.pretrained, batch_size=4))
-    _, details, _, _ = callbacks.classify_ui(str(EXAMPLES_DIR / "cat.jpg"), "efficientnet_lite0", 3)
+    _, details, _, _ = callbacks.classify_ui(images.load_image(EXAMPLES_DIR / "cat.jpg"), "efficientnet_lite0", 3)
     assert "the model took **120 ms** for a batch of 4 images sent at once" in details
 
 

@@ -61,7 +61,7 @@ def test_rollout_on_a_swin(client):
 
 
 @pytest.mark.parametrize("architecture, method, target, message", [
-    ("efficientnet_lite0", "lime", "top1", "Unknown method 'lime'; choose one of: gradcam,"),
+    ("efficientnet_lite0", "lime", "top1", "method must be one of gradcam, gradcam_pp,"),
     ("efficientnet_lite0", "gradcam", "unicorn", "'unicorn' is not a class of this model;"),
     ("efficientnet_lite0", "gradcam", 1000, "Class index 1000 is out of range;"),
     ("efficientnet_lite0", "rollout", "top1", "rollout needs a Swin Transformer's attention and efficientnet_lite0"),
@@ -81,6 +81,12 @@ def test_a_file_that_is_not_an_image_is_refused(client, tmp_path):
     with pytest.raises(AppError) as caught:
         explain(client, path=bogus)
     assert "image" in str(caught.value)
+
+
+def test_arguments_are_checked_at_the_gate(client):
+    with pytest.raises(AppError) as caught:
+        explain(client, target=[1, 2])
+    assert "target must be a class name, a class index" in str(caught.value)
 
 
 # --------------------------------------------------------------------------- callbacks, no browser
