@@ -70,10 +70,11 @@ def cases(rounds: int, quick: bool = False):
             explainer = explain.make(model, method)
             rows.append((name, method, "1", *measure(model, x, lambda: explainer.attribute(x, 1), rounds)))
         saliency = explain.saliency(model, x, "gradcam", 1)
-        rows.append((name, "deletion+insertion", f"{CURVE_BATCH} (16 steps each)", *measure(
-            model, x, lambda: faithfulness.deletion_insertion(model, x, saliency, 1, steps=16,
-                                                              batch_size=CURVE_BATCH), rounds)))
-        rows.append((name, "the same + random map's", "62 in 2 forwards (32 + 30)", *measure(
+        for dtype, label in ((None, "float32, as the app"), (torch.bfloat16, "bfloat16 autocast")):
+            rows.append((name, "deletion+insertion", f"{CURVE_BATCH} (16 steps each), {label}", *measure(
+                model, x, lambda: faithfulness.deletion_insertion(model, x, saliency, 1, steps=16,
+                                                                  batch_size=CURVE_BATCH, dtype=dtype), rounds)))
+        rows.append((name, "the same + random map's", "62 in 2 forwards (32 + 30), float32", *measure(
             model, x, lambda: faithfulness.evaluate(model, x, saliency, 1, steps=16, batch_size=CURVE_BATCH),
             max(2, rounds // 2))))
         if quick:
