@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 import models
-from demo import arguments, gate, images, panels, train_tab
+from demo import arguments, compare_tab, explain_tab, gate, images, panels, train_tab
 from demo.lab_tab import build_lab_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
@@ -330,6 +330,39 @@ def classify_concurrency(service: InferenceService) -> int:
     return min(service.classifier.max_batch * service.classifier.lanes, 16)
 
 
+def build_swin_tab(max_stage: int, max_block: int, max_head: int, first_swin: dict) -> dict:
+    """The "Inside Swin" tab's components (wired in :func:`build_demo`)."""
+    gr.Markdown("For a Swin Transformer: **click a point on the model input** (the resized, centre-cropped "
+                "image the model sees) to choose the query token, then pick a stage, block and head.",
+                elem_classes="view-note")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            model_input = gr.Image(label="Model input", type="numpy",
+                                   format="png", interactive=False, height=300, elem_id="model-input")
+            stage = gr.Slider(0, max_stage, value=0, step=1, label="Stage", elem_id="stage")
+            block = gr.Slider(0, max_block, value=1, step=1, label="Block (odd blocks are shifted)",
+                              elem_id="block")
+            head = gr.Dropdown(head_choices(max_head + 1), value="mean", allow_custom_value=True,
+                               label="Head", elem_id="head")
+            with gr.Row():
+                query_x = gr.Number(first_swin["input_hw"][1] // 2, precision=0, minimum=0, label="Query x",
+                                    elem_id="query-x")
+                query_y = gr.Number(first_swin["input_hw"][0] // 2, precision=0, minimum=0, label="Query y",
+                                    elem_id="query-y")
+            summary = gr.Markdown("Choose a Swin Transformer (swin_*) to look inside it.",
+                                  label="Summary", elem_id="swin-summary")
+        with gr.Column(scale=2):
+            with gr.Tabs():
+                view_images = {}
+                for key, tab_name, view_label, elem_id in VIEW_TABS:
+                    with gr.Tab(tab_name):
+                        view_images[key] = gr.Image(label=view_label, show_label=False, format="png",
+                                                    interactive=False, elem_id=elem_id)
+                        gr.Markdown(panels.EXPLANATIONS[key], elem_classes="view-note")
+    return dict(model_input=model_input, stage=stage, block=block, head=head, query_x=query_x, query_y=query_y,
+                summary=summary, view_images=view_images)
+
+
 def build_demo(service: InferenceService | None = None) -> gr.Blocks:
     """The whole app. ``service`` defaults to one configured from the environment."""
     service = service or InferenceService(Settings.from_env())
@@ -349,54 +382,47 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
 
     with gr.Blocks(title="Inside the Classifier") as demo:
         gr.Markdown("# Inside the Classifier\nDrop an image in, pick an architecture, and see what the model "
-                    "predicts. For Swin Transformers, look at the windows, the shifted-window masks and the "
-                    "attention on your own image.")
+                    "predicts and *why*: click a class to see which pixels made the model say it, and whether "
+                    "that map beats chance. For Swin Transformers, look at the windows, the shifted-window masks "
+                    "and the attention on your own image.")
+        # The image and the architecture sit beside the tabs: every tab works on them.
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=300):
                 image = gate.image_input(
                     sources=["upload", "webcam", "clipboard"], format="png",
                     label="Image (upload, drop, paste or webcam)", height=340, elem_id="input-image")
                 architecture = gr.Dropdown(architecture_choices(), value=DEFAULT_ARCHITECTURE,
                                            label="Architecture", elem_id="architecture")
                 info = gr.Markdown(architecture_info(DEFAULT_ARCHITECTURE), elem_classes="view-note")
-                top_k = gr.Slider(1, MAX_TOP_K, value=DEFAULT_TOP_K, step=1, label="Top-k classes")
-            with gr.Column(scale=1):
-                label = gr.Label(label="Prediction (softmax probability)", elem_id="prediction")
-                details = gr.Markdown(elem_id="details")
-                notice = gr.Markdown(visible=False, elem_id="notice")
-                fallback = gr.Button(f"Use {models.OFFLINE_DEFAULT} (works offline)", visible=False,
-                                     variant="primary", elem_id="fallback")
-        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[image], examples_per_page=10,
-                    label="Examples (photos CC0 / public domain from scikit-image, digits CC BY 4.0 from "
-                          "scikit-learn; see assets/examples/SOURCES.md)")
-
-        gr.Markdown("## Inside Swin\nFor a Swin Transformer: **click a point on the model input** (the resized, "
-                    "centre-cropped image the model sees) to choose the query token, then pick a stage, block "
-                    "and head.")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
-                model_input = gr.Image(label="Model input", type="numpy",
-                                       format="png", interactive=False, height=300, elem_id="model-input")
-                stage = gr.Slider(0, max_stage, value=0, step=1, label="Stage", elem_id="stage")
-                block = gr.Slider(0, max_block, value=1, step=1, label="Block (odd blocks are shifted)",
-                                  elem_id="block")
-                head = gr.Dropdown(head_choices(max_head + 1), value="mean", allow_custom_value=True,
-                                   label="Head", elem_id="head")
-                with gr.Row():
-                    query_x = gr.Number(first_swin["input_hw"][1] // 2, precision=0, minimum=0, label="Query x",
-                                        elem_id="query-x")
-                    query_y = gr.Number(first_swin["input_hw"][0] // 2, precision=0, minimum=0, label="Query y",
-                                        elem_id="query-y")
-                summary = gr.Markdown("Choose a Swin Transformer (swin_*) above to look inside it.",
-                                      label="Summary", elem_id="swin-summary")
+                gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[image], examples_per_page=10,
+                            label="Examples (photos CC0 / public domain from scikit-image, digits CC BY 4.0 from "
+                                  "scikit-learn; see assets/examples/SOURCES.md)")
             with gr.Column(scale=2):
                 with gr.Tabs():
-                    view_images = {}
-                    for key, tab_name, view_label, elem_id in VIEW_TABS:
-                        with gr.Tab(tab_name):
-                            view_images[key] = gr.Image(label=view_label, show_label=False, format="png",
-                                                        interactive=False, elem_id=elem_id)
-                            gr.Markdown(panels.EXPLANATIONS[key], elem_classes="view-note")
+                    with gr.Tab("Classify & explain", id="classify-explain", elem_id="tab-classify-explain"):
+                        top_k = gr.Slider(1, MAX_TOP_K, value=DEFAULT_TOP_K, step=1, label="Top-k classes")
+                        label = gr.Label(label="Prediction (softmax probability): click a class to explain it",
+                                         elem_id="prediction")
+                        details = gr.Markdown(elem_id="details")
+                        notice = gr.Markdown(visible=False, elem_id="notice")
+                        fallback = gr.Button(f"Use {models.OFFLINE_DEFAULT} (works offline)", visible=False,
+                                             variant="primary", elem_id="fallback")
+                        explain_callbacks = explain_tab.ExplainCallbacks(service, callbacks.open_image)
+                        explain_section = explain_tab.build_explain_section(
+                            explain_callbacks, image, architecture, label, DEFAULT_ARCHITECTURE, model_events, quick)
+                    with gr.Tab("Inside Swin", id="inside-swin", elem_id="tab-inside-swin"):
+                        swin_tab = build_swin_tab(max_stage, max_block, max_head, first_swin)
+                    with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                        compare = compare_tab.build_compare_tab(
+                            compare_tab.CompareCallbacks(service, callbacks.open_image), image, model_events)
+                    with gr.Tab("Train", id="train", elem_id="tab-train"):
+                        train_tab.build_train_tab(architecture_dropdowns=[architecture, compare["chosen"]])
+                    with gr.Tab("Attention lab", id="attention-lab", elem_id="tab-attention-lab"):
+                        build_lab_tab()
+                    # Later tabs join here: `with gr.Tab("..."): build_x_tab(...)`.
+        model_input, stage, block, head, query_x, query_y, summary, view_images = (
+            swin_tab[k] for k in ("model_input", "stage", "block", "head", "query_x", "query_y", "summary",
+                                  "view_images"))
 
         guard_arguments(architecture, top_k, stage, block, head, query_x, query_y)
         swin_inputs = [image, architecture, stage, block, head, query_x, query_y]
@@ -422,15 +448,13 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
             .then(**classify_ui).then(**swin_ui)
         fallback.click(callbacks.use_offline_default, None, [architecture], **quick) \
             .then(callbacks.on_architecture, [architecture], architecture_controls, **quick) \
+            .then(explain_callbacks.on_architecture, [architecture, explain_section["method"]],
+                  [explain_section["method"], explain_section["held_back_note"]], **quick) \
             .then(**classify_ui).then(**swin_ui)
         stage.release(callbacks.on_stage, [architecture, stage, block, head], [block, head], **quick) \
             .then(**swin_ui)
         gr.on([block.release, head.select, query_x.submit, query_y.submit], **swin_ui)
         model_input.select(callbacks.on_select, [architecture], [query_x, query_y], **quick).then(**swin_ui)
-        with gr.Tab("Train"):
-            train_tab.build_train_tab(architecture_dropdowns=[architecture])
-        with gr.Tab("Attention lab"):
-            build_lab_tab()
         # Weights may have been downloaded (or models trained) since the page was built: refresh the chooser.
         demo.load(lambda: gr.update(choices=architecture_choices()), None, [architecture], **quick)
     # After every event Gradio rebuilds a pandas summary of up to 10,000 past

@@ -46,19 +46,24 @@ class AttentionRecord:
 
 
 @contextlib.contextmanager
-def capture_attention(model: torch.nn.Module):
+def capture_attention(model: torch.nn.Module, keep_grad: bool = False):
     """Record the attention of every Swin block of ``model`` run inside.
 
     Yields a list of :class:`AttentionRecord`, one per block per forward, in
     forward order (12 for one Swin-T forward). Raises ``TypeError`` for a model
     without Swin blocks.
+
+    By default the recorded attention is detached. With ``keep_grad=True``
+    (and gradients enabled in the forward) it stays in the autograd graph:
+    ``torch.autograd.grad(logit, [r.attention for r in records])`` then gives
+    each block's d(logit)/d(attention), as gradient-weighted rollout needs.
     """
     stage_blocks = getattr(model, "stage_blocks", None)
     if stage_blocks is None:
         raise TypeError(f"{type(model).__name__} has no Swin blocks whose attention could be captured.")
     patch_size = model.patch_size
     records: list[AttentionRecord] = []
-    targets = {id(block): (stage, index, patch_size * 2 ** stage, records)
+    targets = {id(block): (stage, index, patch_size * 2 ** stage, records, keep_grad)
                for stage, index, block in stage_blocks()}
     current = _ACTIVE.get()
     merged = dict(current or {})
@@ -79,9 +84,11 @@ def _recorder_for(block, geometry):
     target = active.get(id(block))
     if target is None:
         return None
-    stage, index, token_size, records = target
+    stage, index, token_size, records, keep_grad = target
 
     def record(attention: torch.Tensor) -> None:
+        if not keep_grad:
+            attention = attention.detach()
         records.append(AttentionRecord(
             stage=stage, block=index, window_size=geometry.window_size, shift_size=geometry.shift_size,
             feature_size=geometry.feature_size, padded_size=geometry.padded_size,

@@ -358,7 +358,7 @@ class WindowAttention(nn.Module):
             # same numbers in the record's layout), so that a capture which
             # keeps gradients can differentiate with respect to it.
             recorded = self.windows_first(attn, num_windows)  # [B, nW, heads, N, N]
-            record(recorded.detach())
+            record(recorded)  # the recorder detaches it unless the capture keeps gradients
             attn = self.from_windows_first(recorded, attn.shape)
         return self.attn_dropout(attn) @ v
 

@@ -134,8 +134,11 @@ def test_api_names_and_parameters(client):
     assert [p["parameter_name"] for p in endpoints["/swin_views"]["parameters"]] == [
         "image", "architecture", "stage", "block", "head", "query_x", "query_y"]
     assert len(endpoints["/swin_views"]["returns"]) == 7
-    # Only the two documented endpoints are public.
-    assert set(endpoints) == {"/classify", "/swin_views"}
+    assert [p["parameter_name"] for p in endpoints["/explain"]["parameters"]] == [
+        "image", "architecture", "method", "target"]
+    assert len(endpoints["/explain"]["returns"]) == 3
+    # Only the three documented endpoints are public.
+    assert set(endpoints) == {"/classify", "/swin_views", "/explain"}
 
 
 def test_classify_cat_with_the_offline_default(client):
@@ -477,10 +480,12 @@ def test_the_readme_api_example_runs(app_server, monkeypatch):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## API\n", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    assert 'api_name="/classify"' in code and 'api_name="/swin_views"' in code
+    assert 'api_name="/classify"' in code and 'api_name="/swin_views"' in code and 'api_name="/explain"' in code
     monkeypatch.chdir(ROOT)
     namespace = {}
     exec(code.replace("http://127.0.0.1:7860/", app_server.url), namespace)
     assert namespace["result"]["label"] in CAT_CLASSES
     assert "untrained weights" in namespace["summary"]
     assert Image.open(namespace["query_attention"]).size[0] > 300
+    assert namespace["explanation"]["class"] == "Egyptian cat"
+    assert namespace["np"].load(namespace["raw_map"]).shape == (224, 224)

@@ -80,9 +80,10 @@ def test_upload_classify_then_look_inside_swin(page, app_server):
     # default, and still draws the views with untrained weights.
     page.locator("#architecture input").click()
     page.get_by_role("option", name="swin_tiny_patch4_window7_224").click()
-    page.wait_for_selector("#swin-summary:has-text('untrained weights')")
     page.wait_for_selector("#notice:has-text('efficientnet_lite0, which works offline')")
     assert page.locator("#fallback").is_visible()
+    page.get_by_role("tab", name="Inside Swin").click()
+    page.wait_for_selector("#swin-summary:has-text('untrained weights')")
     page.wait_for_selector("#model-input img")
     before = page.locator("#query-attention img").get_attribute("src")
     assert before
@@ -104,6 +105,36 @@ def test_upload_classify_then_look_inside_swin(page, app_server):
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
 
     # The offered default brings classification back.
+    page.get_by_role("tab", name="Classify & explain").click()
     page.locator("#fallback").click()
     assert wait_for_top_label(page, {"espresso"}) == "espresso"
+    assert not page.locator(".toast-body.error").count()
+
+
+def test_explain_the_second_class_of_the_top_k(page):
+    """Classify & explain: drop a photo, click the second class of the top-k
+    list, and get its map over the image and the faithfulness curves."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_input_files("#input-image input[type=file]", str(EXAMPLES_DIR / "cat.jpg"))
+    wait_for_top_label(page, CAT_CLASSES)
+    classes = page.locator("#prediction .confidence-set")
+    page.wait_for_function("() => document.querySelectorAll('#prediction .confidence-set').length >= 2")
+    second = classes.nth(1).get_attribute("data-testid").removesuffix("-confidence-set")
+    assert second != top_label(page)
+    classes.nth(1).click()
+    page.wait_for_selector(f"#explain-selected:has-text('{second}')")
+    page.wait_for_selector(f"#explain-scores:has-text('{second}')")
+    assert "deletion AUC" in page.locator("#explain-scores").inner_text()
+    for element in ("#explain-overlay img", "#explain-map img", "#explain-curves img"):
+        page.wait_for_selector(element)
+        assert page.locator(element).evaluate("i => i.complete && i.naturalWidth > 200"), element
+    # A lower opacity redraws the overlay without running the model.
+    before = page.locator("#explain-overlay img").get_attribute("src")
+    page.locator("#explain-opacity input[type=number]").fill("0.2")
+    page.locator("#explain-opacity input[type=number]").press("Enter")
+    page.wait_for_function(
+        "(old) => { const i = document.querySelector('#explain-overlay img'); return i && i.src !== old; }",
+        arg=before)
+    page.locator("#explain-curves").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
     assert not page.locator(".toast-body.error").count()
