@@ -188,25 +188,17 @@ class LoadedModel:
         return self.model.spec.name
 
 
-# The recorded forwards (models.record_forward) of the models load_for_inference
-# made, while those models live.
-_recorded_forwards: weakref.WeakKeyDictionary[torch.nn.Module, models.RecordedForward] = weakref.WeakKeyDictionary()
-
-
 def load_for_inference(name: str, pretrained: bool = False, **options) -> torch.nn.Module:
     """``models.create_model``, prepared for inference on CPU
     (``models.prepare_for_inference``: the EfficientNets fold BatchNorm into
     their convolutions and run channels-last, in 20-35 % less time here).
     What loading frees (a checkpoint read from disk, the BatchNorms, the
-    k x k kernels copied to channels-last, what recording traced) goes back
+    k x k kernels copied to channels-last) goes back
     to the kernel, or the next model loaded would come on top of it: the
     peak resident memory of the model-loading test in tests/test_reliability.py
     was 2,071-2,390 MB in 4 runs without these releases (here and at
     eviction), 2,042-2,098 MB in 17 runs with them (bound about 2,350)."""
     model = models.prepare_for_inference(models.create_model(name, pretrained, **options))
-    recorded = models.record_forward(model)  # the EfficientNets; see softmax_forward
-    if recorded is not None:
-        _recorded_forwards[model] = recorded
     release_free_memory()
     return model
 
@@ -365,13 +357,8 @@ def softmax_forward(items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[t
     item, in one forward (every item of one model and size)."""
     model = items[0][0]
     x = items[0][1].unsqueeze(0) if len(items) == 1 else torch.stack([image for _, image in items])  # [B, 3, H, W]
-    # A recorded forward gives the model's results bit for bit without taking
-    # Python's global lock between operations, which the web server needs as
-    # well: on 2 cores the server and a Python forward took turns on it.
-    recorded = _recorded_forwards.get(model)
     with torch.inference_mode():
-        logits = recorded(x) if recorded is not None and recorded.accepts(x) else model(x)
-        return list(logits.float().softmax(dim=-1))
+        return list(model(x).float().softmax(dim=-1))
 
 
 class InferenceService:

@@ -579,7 +579,7 @@ def relative_position_bias_figure(bias_map: torch.Tensor | np.ndarray, title: st
     return fig
 
 
-def _outline_segments(mask: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+def outline_segments(mask: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Line segments ``((x0, y0), (x1, y1))`` along the pixel edges that
     separate ``mask`` from the rest, in image coordinates (pixel (x, y) spans
     [x, x+1) x [y, y+1)); runs along a row / column are merged."""
@@ -625,7 +625,7 @@ def attention_overlay_figure(image: np.ndarray, attention_map: np.ndarray, title
                      interpolation="nearest")
     fig.colorbar(heat, ax=ax, label=colorbar_label, shrink=0.9)
     if window_outline is not None:
-        ax.add_collection(LineCollection(_outline_segments(window_outline), colors="white", linewidths=1.5,
+        ax.add_collection(LineCollection(outline_segments(window_outline), colors="white", linewidths=1.5,
                                          path_effects=_outlined(width=3.0)))
     if query_xy is not None:
         x, y = math.floor(query_xy[0]) + 0.5, math.floor(query_xy[1]) + 0.5  # centre of the clicked pixel

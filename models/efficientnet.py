@@ -224,10 +224,6 @@ class FusedMBConv(nn.Module):
 class EfficientNet(nn.Module):
     """Stem conv -> table of (Fused-)MBConv blocks -> 1 x 1 head conv -> pool -> classifier."""
 
-    # Its forward reads only the input, its parameters and buffers, with no
-    # branch on their values: models.record_forward may record it.
-    recordable = True
-
     def __init__(self, model_cnf: Sequence[Sequence[float]], num_classes: int = 1000, num_features: int = 1280,
                  dropout_rate: float = 0.2, drop_connect_rate: float = 0.2,
                  activation_layer: Callable[..., nn.Module] = nn.SiLU, bn_eps: float = 1e-3):

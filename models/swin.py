@@ -334,12 +334,15 @@ class SwinTransformerBlock(nn.Module):
     def attention_bias(self, geometry: WindowGeometry, device, dtype) -> torch.Tensor:
         """``[nW or 1, heads, N, N]``: relative position bias plus the shift
         mask (0 / -100). Built once per input size while no gradient is being
-        recorded; rebuilt when the bias table changes."""
+        recorded; rebuilt when the bias table's values change (a copy of the
+        table, a few thousand numbers, is kept to compare: loading weights
+        writes into the same tensor)."""
         table = self.attn.relative_position_bias_table
         cacheable = not torch.is_grad_enabled()
-        key = (geometry, device, dtype, table._version, table.data_ptr(), torch.is_inference_mode_enabled())
-        if cacheable and key in self._bias_cache:
-            return self._bias_cache[key]
+        key = (geometry, device, dtype, torch.is_inference_mode_enabled())
+        cached = self._bias_cache.get(key) if cacheable else None
+        if cached is not None and torch.equal(cached[0], table):
+            return cached[1]
         bias = self.attn.relative_position_bias(geometry.window_size).unsqueeze(0)  # [1, heads, N, N]
         if any(geometry.shift_size):
             allowed = shifted_window_mask(geometry.padded_size, geometry.window_size, geometry.shift_size)
@@ -349,7 +352,7 @@ class SwinTransformerBlock(nn.Module):
         if cacheable:
             if len(self._bias_cache) >= 4:
                 self._bias_cache.clear()
-            self._bias_cache[key] = bias
+            self._bias_cache[key] = (table.detach().clone(), bias)
         return bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
