@@ -11,12 +11,16 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.app-installed: requirements.txt | $(VENV)/bin/python
+# The project's packages (pyproject.toml) are installed editable: the code
+# in this folder is what runs.
+$(VENV)/.app-installed: requirements.txt pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.app-installed
 
 install: $(VENV)/.app-installed
@@ -32,4 +36,4 @@ test: install-dev chromium
 	$(PY) -m pytest
 
 bench: install-dev
-	$(PY) benchmarks/run_all.py
+	$(PY) -m benchmarks.run_all

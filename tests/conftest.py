@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fakehub import FakeHub, fast_retries, set_timeouts, use_hub
 
-from fakehub import FakeHub, fast_retries, set_timeouts, use_hub  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

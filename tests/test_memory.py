@@ -24,7 +24,6 @@ from conftest import ROOT
 # page faults of each forward (ru_minflt: pages touched for the first time).
 PROBE = """
 import json, resource, sys
-sys.path.insert(0, {root!r})
 from demo.memory import configure_malloc
 configured = configure_malloc() if {configure} else False
 import torch
@@ -68,7 +67,6 @@ def test_freed_activations_are_reused_not_faulted_in_again():
 # Resident memory (VmRSS, MB) after each step, in a thread as the app's requests run.
 RETURN_PROBE = """
 import json, sys, threading
-sys.path.insert(0, {root!r})
 from demo.memory import configure_malloc, release_free_memory
 assert configure_malloc()
 import torch

@@ -13,7 +13,7 @@ from timm.models import save_for_hf
 from timm.utils import AttentionExtract
 
 import models
-from timm_reference import calibrate_batchnorm
+from benchmarks.timm_reference import calibrate_batchnorm
 
 TOLERANCE = 1e-4
 

@@ -379,7 +379,6 @@ def test_byte_lru_removes_entries_by_key():
 
 MEMORY_SCRIPT = r"""
 import gc, json, os, sys, time, weakref
-sys.path.insert(0, sys.argv[1])
 import numpy as np, torch
 from PIL import Image
 import models
@@ -390,7 +389,7 @@ def resident_mb(key="VmRSS"):  # as the app's allocator leaves it: the cache han
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(key + ":")) / 1024
 
-bound_mb, names = float(sys.argv[2]), sys.argv[3].split(",")
+bound_mb, names = float(sys.argv[1]), sys.argv[2].split(",")
 torch.set_num_threads(2)
 warm = models.create_model("efficientnet_lite0")  # the allocator and thread pools exist before the baseline
 with torch.inference_mode():
@@ -438,8 +437,8 @@ MEMORY_SLACK_MB = 250
 def test_loading_many_architectures_keeps_memory_under_the_bound(capsys, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "APP_"))}
     env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-hub-cache"), HF_HUB_DISABLE_TELEMETRY="1")
-    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(ROOT), str(MEMORY_BOUND_MB),
-                           ",".join(MEMORY_SEQUENCE)], capture_output=True, text=True, timeout=280, env=env)
+    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(MEMORY_BOUND_MB), ",".join(MEMORY_SEQUENCE)],
+                          capture_output=True, text=True, timeout=280, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     baseline, rows = figures["baseline_mb"], figures["rows"]

@@ -2,9 +2,6 @@
 image, and the figures. Placement is checked against hand-computed positions
 and against the model's own path (cyclic shift with torch.roll, then
 window_partition / window_reverse), never against the code under test."""
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,12 +9,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import models  # noqa: E402
-from demo import views  # noqa: E402
-from models.attention import AttentionRecord  # noqa: E402
-from models.swin import (cyclic_shift, reverse_cyclic_shift, shifted_window_mask, window_geometry,  # noqa: E402
+import models
+from demo import views
+from models.attention import AttentionRecord
+from models.swin import (cyclic_shift, reverse_cyclic_shift, shifted_window_mask, window_geometry,
                          window_partition, window_reverse)
 
 # The seed's region table for a 9 x 9 map, window 3, shift 1.
