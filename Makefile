@@ -1,11 +1,12 @@
 # make run   installs what the app needs into .venv and starts it on http://127.0.0.1:7860
-# make test  installs what the tests need (incl. Debian's chromium for the browser test) and runs them
+# make test  installs what the tests need (incl. Debian's chromium for the browser test) and runs them, except `slow` ones
+# make test-all  runs every test, the slow full-size parity checks too
 # make bench runs the benchmarks and writes benchmarks/RESULTS.md
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench install install-dev chromium
+.PHONY: run test test-all bench install install-dev chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ run: install
 	$(PY) app.py
 
 test: install-dev chromium
+	$(PY) -m pytest -m "not slow"
+
+test-all: install-dev chromium
 	$(PY) -m pytest
 
 bench: install-dev
