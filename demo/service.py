@@ -24,7 +24,6 @@ import tqdm
 from PIL import Image
 
 import models
-from demo import views
 from demo.batching import MicroBatcher
 from demo.cores import CoreWorkers
 from demo.memory import release_free_memory
@@ -448,7 +447,7 @@ class InferenceService:
         loaded = self.load_for_views(name, report)
         model = loaded.model
         x = models.create_transform(model.spec)(image)
-        model_input = views.model_input_image(x, model.spec.mean, model.spec.std)
+        model_input = models.model_input_image(x, model.spec.mean, model.spec.std)
         key = (loaded.name, loaded.pretrained, hashlib.sha1(model_input.tobytes()).hexdigest())
         cached = self._forwards.get(key)
         if cached is not None:

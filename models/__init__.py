@@ -16,11 +16,11 @@ from .attention import AttentionRecord, capture_attention
 from .hub import (CheckpointMismatchError, WeightsUnavailableError, cached_locally, fetch_bundled_checkpoint,
                   fetch_hub_checkpoint, load_state_dict_strict)
 from .registry import ALIASES, BUNDLED, HUB, NONE, OFFLINE_DEFAULT, ModelSpec, get_spec, list_models
-from .transforms import create_transform
+from .transforms import create_transform, model_input_image
 
 __all__ = [
     "ALIASES", "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
-    "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict",
+    "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict", "model_input_image",
     "prepare_for_inference", "weights_status",
 ]
 

@@ -179,6 +179,19 @@ def reverse_cyclic_shift(x: torch.Tensor, shift_size: Sequence[int]) -> torch.Te
     return torch.roll(x, shifts=(shift_size[0], shift_size[1]), dims=(1, 2))
 
 
+def window_positions(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each window slot comes from: ``(rows, cols)``, each ``[nW, N]``
+    int64, the position in the *original* padded map of token ``j`` of window
+    ``w`` (windows row-major over the shifted map, tokens row-major inside).
+    Positions ``>= feature_size`` are padding. The cyclic shift moves original
+    position ``(y + sh, x + sw)`` (mod the padded size) to ``(y, x)``."""
+    (hp, wp), (mh, mw), (sh, sw) = geometry.padded_size, geometry.window_size, geometry.shift_size
+    wy, wx = torch.div(torch.arange(geometry.num_windows), wp // mw, rounding_mode="floor"), \
+        torch.arange(geometry.num_windows) % (wp // mw)
+    iy, ix = torch.div(torch.arange(mh * mw), mw, rounding_mode="floor"), torch.arange(mh * mw) % mw
+    return (wy[:, None] * mh + iy[None, :] + sh) % hp, (wx[:, None] * mw + ix[None, :] + sw) % wp
+
+
 @lru_cache(maxsize=128)
 def window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad, cyclic shift and window partition as one gather, and its inverse.
@@ -199,12 +212,9 @@ def window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Te
 
 
 def _window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
-    (h, w), (hp, wp), (sh, sw) = geometry.feature_size, geometry.padded_size, geometry.shift_size
-    rows = (torch.arange(hp) + sh) % hp  # the shift moves row (y + sh) to y
-    cols = (torch.arange(wp) + sw) % wp
-    source = rows[:, None] * wp + cols[None, :]  # [Hp, Wp] index into the padded map
-    source = window_partition(source[None, :, :, None], geometry.window_size).reshape(-1)
-    y, x = source // wp, source % wp
+    (h, w), (hp, wp) = geometry.feature_size, geometry.padded_size
+    rows, cols = window_positions(geometry)
+    y, x = rows.reshape(-1), cols.reshape(-1)
     real = (y < h) & (x < w)
     to_windows = torch.where(real, y * w + x, h * w)
     from_windows = torch.empty(h * w, dtype=torch.long)
@@ -445,6 +455,18 @@ class SwinTransformer(nn.Module):
         self.norm = norm_layer(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
+
+    def feature_sizes(self, input_hw: Sequence[int]) -> list[tuple[int, int]]:
+        """``(H, W)`` in tokens of each stage for an input of ``input_hw``
+        pixels: the patch embedding pads to whole patches, each patch merging
+        to an even size, so stage 0 is ``ceil(side / patch)`` and each next
+        stage ``ceil(previous / 2)``."""
+        h, w = math.ceil(input_hw[0] / self.patch_size), math.ceil(input_hw[1] / self.patch_size)
+        sizes = []
+        for _ in self.depths:
+            sizes.append((h, w))
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return sizes
 
     def stage_blocks(self):
         """``(stage, block_index, block)`` for every block, in forward order."""

@@ -122,7 +122,7 @@ def test_stage_geometries_for_sides_that_are_not_multiples():
     model = models.create_model("swin_cifar")
     with torch.no_grad(), models.capture_attention(model) as records:
         model(torch.randn(1, 3, 30, 27))
-    assert views.stage_feature_sizes(model, (30, 27)) == [(15, 14), (8, 7), (4, 4)]
+    assert model.feature_sizes((30, 27)) == [(15, 14), (8, 7), (4, 4)]
     geometries = views.stage_geometries(model, (30, 27))
     for record in records:
         assert views.geometry_of(record) == geometries[record.stage][record.block]
