@@ -360,6 +360,16 @@ def softmax_forward(items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[t
         return list(model(x).float().softmax(dim=-1))
 
 
+def captured_forwards(items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[list[models.AttentionRecord]]:
+    """Per (Swin, image ``[3, H, W]``) item: the attention records of its forward."""
+    captured = []
+    for model, x in items:
+        with torch.inference_mode(), models.capture_attention(model) as records:
+            model(x.unsqueeze(0))
+        captured.append(list(records))
+    return captured
+
+
 class InferenceService:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
@@ -375,9 +385,9 @@ class InferenceService:
         # forwards, one per lane (on `_cores`).
         threads = self.settings.torch_threads
         lanes = self.settings.concurrency * threads
-        self.classifier = MicroBatcher(self._classify_batch, max_batch=CLASSIFY_MAX_BATCH, lanes=lanes,
+        self.classifier = MicroBatcher(self._run_batch, max_batch=CLASSIFY_MAX_BATCH, lanes=lanes,
                                        wide_lanes=threads)
-        self._cores = CoreWorkers(lanes) if threads > 1 else None
+        self._cores = CoreWorkers(lanes, wide_threads=threads)
 
     # ------------------------------------------------------------------ classification
     def classify(self, image: Image.Image, name: str, top_k: int = 5,
@@ -399,7 +409,8 @@ class InferenceService:
         model = self.models.get(spec.name, pretrained, report)
         x = models.create_transform(model.spec)(image)  # [3, H, W], in this request's thread
         # Items of one key are batched together: same model object, same input size.
-        probabilities, milliseconds, batch_size = self.classifier.submit((id(model), tuple(x.shape)), (model, x))
+        probabilities, milliseconds, batch_size = self.classifier.submit(
+            ("classify", id(model), tuple(x.shape)), (model, x))
         k = max(1, min(int(top_k), probabilities.numel()))
         values, indices = probabilities.topk(k)
         labels = model.spec.labels
@@ -407,18 +418,19 @@ class InferenceService:
             probabilities={labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())},
             milliseconds=milliseconds, model_name=spec.name, pretrained=pretrained, batch_size=batch_size)
 
-    def _classify_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]],
-                        wide: bool = True) -> list[tuple]:
-        """The forward for several requests: ``items`` are (model, image tensor
-        ``[3, H, W]``), all of one model and size; per item (softmax
-        probabilities ``[num_classes]``, forward milliseconds, batch size).
-        ``wide``: in this thread, with its ``torch_threads`` threads (the
-        process default); otherwise on a single-threaded core worker."""
+    def _run_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]], wide: bool = True) -> list:
+        """The forwards of several requests, all of one kind, model and size
+        (``key``): ``items`` are (model, image tensor ``[3, H, W]``).
+        ``"classify"``: one batched forward; per item (softmax probabilities
+        ``[num_classes]``, forward milliseconds, batch size). ``"swin"``: one
+        forward per item with its attention captured; per item its records.
+        ``wide``: on the worker with ``torch_threads`` threads; otherwise on a
+        single-threaded core worker (demo/cores.py)."""
+        wide = wide and self.settings.torch_threads > 1  # one thread per forward: the core workers
+        if key[0] == "swin":
+            return self._cores.run(captured_forwards, items, wide=wide)
         start = time.perf_counter()
-        if self._cores is not None and not wide:
-            probabilities = self._cores.run(softmax_forward, items)
-        else:
-            probabilities = softmax_forward(items)
+        probabilities = self._cores.run(softmax_forward, items, wide=wide)
         milliseconds = (time.perf_counter() - start) * 1000
         return [(row, milliseconds, len(items)) for row in probabilities]
 
@@ -454,9 +466,11 @@ class InferenceService:
             return cached
         if report:
             report(None, f"Running {loaded.name}")
-        with torch.inference_mode(), models.capture_attention(model) as records:
-            model(x.unsqueeze(0))
-        forward = SwinForward(model, loaded.pretrained, loaded.notice, model_input, list(records))
+        # In the classification's queue and on its workers: the views share
+        # the cores with classification in arrival order, and never run
+        # beside a forward that has every core.
+        records = self.classifier.submit(("swin", id(model), tuple(x.shape)), (model, x))
+        forward = SwinForward(model, loaded.pretrained, loaded.notice, model_input, records)
         self._forwards.put(key, forward)
         return forward
 
