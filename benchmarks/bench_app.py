@@ -69,11 +69,12 @@ class AppProcess:
     """``python app.py`` on a free loopback port, offline, with its own Gradio
     temp folder and the given Hub cache."""
 
-    def __init__(self, home: Path, hub_cache: Path, extra_env: dict[str, str]):
+    def __init__(self, home: Path, hub_cache: Path, extra_env: dict[str, str], app_dir: Path = ROOT):
+        self.app_dir = app_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = home / "app.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_", "APP_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_", "APP_", "PYTHONPATH"))}
         env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port),
                    GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(home / "gradio"), HF_HUB_OFFLINE="1",
                    HF_HOME=str(home / "hf"), HF_HUB_CACHE=str(hub_cache), HF_HUB_DISABLE_TELEMETRY="1",
@@ -86,7 +87,7 @@ class AppProcess:
     def start(self) -> None:
         self.started_at = time.perf_counter()
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env, stdout=log,
+            self.process = subprocess.Popen([sys.executable, "app.py"], cwd=self.app_dir, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT)
 
     def wait_for_page(self) -> float:

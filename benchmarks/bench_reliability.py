@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
-import os
 import tempfile
 import threading
 import time
@@ -26,21 +25,12 @@ from pathlib import Path
 
 from benchmarks.bench_app import (CAT, LITE0, SWIN_T, AppProcess, client_for, polling_every, publish_swin_t)
 from benchmarks.common import load_average, machine, markdown_table, median, percentile
+from demo.service import Settings, resident_memory_bound_mb
 
 CLIENTS = 24
 VIEW_CLIENTS = 8
 DURATION_S = 60.0
 REQUEST_TIMEOUT_S = 120.0
-# The README's bound ("Server settings"): the model cache's bound plus what the
-# process needs beside its models (Python, PyTorch, Gradio, the drawing and
-# attention caches, the activations of the forwards running).
-PROCESS_MB = 1536
-
-
-def memory_bound_mb(model_cache_mb: float = 2500) -> float:
-    return model_cache_mb + PROCESS_MB
-
-
 def run(duration_s: float = DURATION_S, clients: int = CLIENTS, view_clients: int = VIEW_CLIENTS) -> dict:
     from gradio_client import handle_file
 
@@ -121,7 +111,7 @@ def run(duration_s: float = DURATION_S, clients: int = CLIENTS, view_clients: in
     return dict(clients=clients, view_clients=view_clients, duration_s=duration_s,
                 answered=sum(len(v) for v in by_kind.values()), lost=sum(lost.values()),
                 rss_ready_mb=rss_ready, rss_peak_mb=max(samples), rss_end_mb=rss_end,
-                bound_mb=memory_bound_mb(float(os.environ.get("APP_MODEL_CACHE_MB", 2500))),
+                bound_mb=resident_memory_bound_mb(Settings()),
                 kinds={kind: dict(n=len(v), lost=lost.get(kind, 0), median_ms=median(v),
                                   p99_ms=percentile(v, 99)) for kind, v in sorted(by_kind.items())},
                 machine=machine(), load_average=load_average())

@@ -257,8 +257,9 @@ empty Hub cache except the Swin-T checkpoint above.
 {app_parts['memory']}
 
 The app hands the memory of a model it drops back to the kernel
-(`demo/memory.py`, `malloc_trim`). Its allocator settings for repeated
-forwards (`APP_TUNE_MALLOC=1`) are off by default and off here.
+(`demo/memory.py`, `malloc_trim`), and runs its forwards on a few threads of
+its own (`demo/cores.py`), so that glibc does not keep freed activations in
+an arena per Gradio worker thread.
 
 ## Throughput: 8 clients at once / one client in a row
 

@@ -65,15 +65,14 @@ class Settings:
     kept so that clicking around re-uses one forward. ``APP_MAX_PIXELS``
     [40000000]: larger images are refused before decoding.
     ``APP_MAX_UPLOAD_MB`` [25]: larger uploads are refused by the server.
-    ``APP_CONCURRENCY`` [1]: model forwards running at once (classification:
-    a lone request's forward; requests that queue get concurrency x threads
+    ``APP_CONCURRENCY`` [1]: model forwards with every thread running at
+    once (a lone request's forward; requests that queue, classifications and
+    the Swin views' forwards alike, get concurrency x threads
     single-threaded forwards side by side, one per core).
     ``APP_QUEUE_SIZE`` [64]: requests waiting at most; more are turned away.
     ``APP_TORCH_THREADS`` [CPUs / concurrency]: threads per forward.
     ``APP_DOWNLOAD_RETRY_S`` [120]: after the Hub failed for a model, how long
     to answer from that failure before asking the Hub again.
-    ``APP_TUNE_MALLOC`` [0], read by app.py before anything else: 1 sets
-    glibc's allocator for repeated forwards (demo/memory.py).
     """
 
     model_cache_mb: float = 2500
@@ -192,11 +191,9 @@ def load_for_inference(name: str, pretrained: bool = False, **options) -> torch.
     (``models.prepare_for_inference``: the EfficientNets fold BatchNorm into
     their convolutions and run channels-last, in 20-35 % less time here).
     What loading frees (a checkpoint read from disk, the BatchNorms, the
-    k x k kernels copied to channels-last) goes back
-    to the kernel, or the next model loaded would come on top of it: the
-    peak resident memory of the model-loading test in tests/test_reliability.py
-    was 2,071-2,390 MB in 4 runs without these releases (here and at
-    eviction), 2,042-2,098 MB in 17 runs with them (bound about 2,350)."""
+    k x k kernels copied to channels-last) goes back to the kernel, or the
+    next model loaded would come on top of it (the model-loading test in
+    tests/test_reliability.py holds the peak to its bound)."""
     model = models.prepare_for_inference(models.create_model(name, pretrained, **options))
     release_free_memory()
     return model
@@ -342,6 +339,17 @@ def untrained_notice(name: str, error: Exception | None) -> str:
     if error is None:
         return f"{name} has no pretrained weights, so it runs with untrained (random) weights."
     return f"{error} These views use untrained (random) weights."
+
+
+# What the process needs beside its models' parameters (Python, PyTorch,
+# Gradio, the attention and drawing caches, the forwards' activations): the
+# README states APP_MODEL_CACHE_MB + this as the bound on resident memory.
+PROCESS_MEMORY_MB = 1536
+
+
+def resident_memory_bound_mb(settings: Settings) -> float:
+    """The most resident memory the app should use, in MiB (the README's bound)."""
+    return settings.model_cache_mb + PROCESS_MEMORY_MB
 
 
 # Classification requests that queue while forwards run are answered in
