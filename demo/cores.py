@@ -1,12 +1,5 @@
-"""The threads that run the app's forwards: one per core, each running
-PyTorch with one intra-op thread (a forward per core, side by side, for
-requests that queue), and one with every thread (a lone request's forward).
-
-Forwards run on these few threads only, never on Gradio's 40 worker threads:
-glibc's malloc gives each thread that allocates an arena of its own and keeps
-a forward's freed activations there for that thread, so forwards spread over
-many threads held that memory many times over (issue 13: resident memory grew
-from 3.9 to 5.8 GB under 24 clients).
+"""Threads that each run PyTorch with one intra-op thread: a forward per
+core, side by side, for requests that queue.
 
 On a small CPU the threads of one forward wait for each other after every
 operation (and spin while they wait); forwards of separate images need no
@@ -30,12 +23,11 @@ R = TypeVar("R")
 class CoreWorkers:
     """``count`` worker threads, each running PyTorch with one intra-op thread."""
 
-    def __init__(self, count: int, wide_threads: int | None = None):
+    def __init__(self, count: int):
         if count < 1:
             raise ValueError("CoreWorkers needs at least 1 thread.")
         self.count = count
         self._pool = ThreadPoolExecutor(count, thread_name_prefix="forward-core")
-        self._wide = ThreadPoolExecutor(1, thread_name_prefix="forward-wide")
         # torch.set_num_threads is per thread for OpenMP, but it also sets the
         # default that a thread adopts on its first parallel operation (which
         # would undo an earlier setting): so each worker makes that first use
@@ -52,16 +44,11 @@ class CoreWorkers:
         for future in [self._pool.submit(one_thread) for _ in range(count)]:
             future.result()
         torch.set_num_threads(default)
-        wide = wide_threads or default
-        self._wide.submit(lambda: (torch.get_num_threads(), torch.set_num_threads(wide))).result()
-        self.wide_threads = wide
 
-    def run(self, fn: Callable[..., R], *args, wide: bool = False) -> R:
-        """``fn(*args)`` on a single-threaded worker (one that is free, when
-        fewer than ``count`` calls run at once), or with ``wide`` on the
-        worker with ``wide_threads`` threads; blocks until it returns."""
-        return (self._wide if wide else self._pool).submit(fn, *args).result()
+    def run(self, fn: Callable[..., R], *args) -> R:
+        """``fn(*args)`` on a worker (one that is free, when fewer than
+        ``count`` calls run at once); blocks until it returns."""
+        return self._pool.submit(fn, *args).result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
-        self._wide.shutdown(wait=False)

@@ -395,7 +395,7 @@ class InferenceService:
         lanes = self.settings.concurrency * threads
         self.classifier = MicroBatcher(self._run_batch, max_batch=CLASSIFY_MAX_BATCH, lanes=lanes,
                                        wide_lanes=threads)
-        self._cores = CoreWorkers(lanes, wide_threads=threads)
+        self._cores = CoreWorkers(lanes) if threads > 1 else None
 
     # ------------------------------------------------------------------ classification
     def classify(self, image: Image.Image, name: str, top_k: int = 5,
@@ -432,15 +432,16 @@ class InferenceService:
         ``"classify"``: one batched forward; per item (softmax probabilities
         ``[num_classes]``, forward milliseconds, batch size). ``"swin"``: one
         forward per item with its attention captured; per item its records.
-        ``wide``: on the worker with ``torch_threads`` threads; otherwise on a
-        single-threaded core worker (demo/cores.py)."""
-        wide = wide and self.settings.torch_threads > 1  # one thread per forward: the core workers
-        if key[0] == "swin":
-            return self._cores.run(captured_forwards, items, wide=wide)
+        ``wide``: in this thread, with its ``torch_threads`` threads (the
+        process default); otherwise on a single-threaded core worker
+        (demo/cores.py)."""
+        work = captured_forwards if key[0] == "swin" else softmax_forward
         start = time.perf_counter()
-        probabilities = self._cores.run(softmax_forward, items, wide=wide)
+        results = self._cores.run(work, items) if self._cores is not None and not wide else work(items)
+        if key[0] == "swin":
+            return results
         milliseconds = (time.perf_counter() - start) * 1000
-        return [(row, milliseconds, len(items)) for row in probabilities]
+        return [(row, milliseconds, len(items)) for row in results]
 
     # ------------------------------------------------------------------ Swin
     def load_for_views(self, name: str, report: Report | None = None) -> LoadedModel:
