@@ -17,8 +17,6 @@ app captures one image at a time).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 

@@ -1,6 +1,6 @@
 """The serving design before and after issue 14, measured in one run: the
-app at ``BEFORE`` (a traced forward for the EfficientNets, Swin views on a
-Gradio lane of their own) against the app in this folder, alternately.
+app at ``BEFORE`` (a traced forward, ``torch.jit.trace``, for the
+EfficientNets; the Swin views' forwards outside the batcher, one at a time) against the app in this folder, alternately.
 
     python -c "from benchmarks.bench_serving import main; main()"
 

@@ -240,10 +240,10 @@ each of the three HTTP calls of every request, even to an `http://` URL. A
 browser has neither cost. *raw
 HTTP* makes the same three calls (upload, join the queue, read the event
 stream) on a kept-alive connection without polling: the server's own time.
-The second table: the Swin views (no goal in the issue). Drawing the views
-costs much more than the forward; the app keeps what it drew per forward, so
-a click redraws only the query's attention (and the mask when the click
-lands in another window).
+The second table: the Swin views through the app. The views are painted
+into figures (frames) that matplotlib draws once per architecture and stage
+(`demo/frames.py`), so a click costs a few NumPy and Pillow operations;
+`bench_views.py` below measures them against a forward.
 
 ## Cold start
 

@@ -355,7 +355,7 @@ def resident_memory_bound_mb(settings: Settings) -> float:
 # Classification requests that queue while forwards run are answered in
 # batches of at most this many images.
 CLASSIFY_MAX_BATCH = 8
-# Drawn Swin views kept (a view is about 1 MB).
+# Drawn Swin view frames and window grids kept (about 1 MB each).
 DRAWING_CACHE_MB = 128
 
 
@@ -385,8 +385,8 @@ class InferenceService:
                                  on_evict=self._forget_forwards)
         self._forwards: ByteLRU[tuple, SwinForward] = ByteLRU(
             self.settings.attention_cache_mb * 2**20, lambda f: f.nbytes)
-        # Drawn views (RGB arrays) by forward and what they show: a click that
-        # moves the query point redraws only what depends on it.
+        # The views' frames (per architecture and stage, demo/frames.py) and
+        # the window grids of each forward (demo/panels.py).
         self.drawings: ByteLRU[tuple, np.ndarray] = ByteLRU(DRAWING_CACHE_MB * 2**20, lambda a: a.nbytes)
         # A lane per core: a lone request's forward holds the `torch_threads`
         # lanes of its threads; requests that queue get single-threaded
