@@ -16,7 +16,7 @@ from demo import views
 from demo.colormap import colorize, heatmap_overlay
 from demo.frames import Frame
 from demo.service import SwinForward
-from models.swin import shifted_window_mask
+from models.swin import shifted_window_regions
 
 UNTRAINED_TAG = "untrained weights"
 
@@ -204,18 +204,21 @@ def mask_frame(geometry) -> Frame:
 
 def paint_mask(frame: Frame, geometry, window_index: int, title: str) -> np.ndarray:
     (mh, mw), n = geometry.window_size, geometry.window_area
-    allowed = shifted_window_mask(geometry.padded_size, geometry.window_size, geometry.shift_size)[window_index]
+    # The window's row of shifted_window_mask, without building every window's.
+    rows, cols = views.window_token_positions(geometry, window_index)
+    regions = shifted_window_regions(geometry.padded_size, geometry.window_size, geometry.shift_size).numpy()
+    wy, wx = divmod(int(window_index), geometry.grid[1])
+    regions = regions[wy * mh:(wy + 1) * mh, wx * mw:(wx + 1) * mw].reshape(-1)  # shifted layout: window in place
+    allowed = regions[:, None] == regions[None, :]
     colours = np.array([ImageColor.getrgb(views.BLOCKED_COLOUR), ImageColor.getrgb(views.ALLOWED_COLOUR)],
                        dtype=np.uint8)
     painting = frame.paint()
-    painting.image("mask", colours[allowed.numpy().astype(np.intp)])
+    painting.image("mask", colours[allowed.astype(np.intp)])
     separators = [((-0.5, k * mw - 0.5), (n - 0.5, k * mw - 0.5)) for k in range(1, mh)] + \
                  [((k * mw - 0.5, -0.5), (k * mw - 0.5, n - 0.5)) for k in range(1, mh)]
     painting.lines("mask", separators, "grey", 0.4)
-    wy, wx = divmod(int(window_index), geometry.grid[1])
     painting.rectangle("regions", wx * mw - 0.5, wy * mh - 0.5, (wx + 1) * mw - 0.5, (wy + 1) * mh - 0.5,
                        "white", 2.5, outline=5.0)
-    rows, cols = views.window_token_positions(geometry, window_index)
     real = int(((rows < geometry.feature_size[0]) & (cols < geometry.feature_size[1])).sum())
     painting.text("mask title", f"mask of window {window_index}: {int(allowed.sum())} of {n * n} pairs allowed"
                                 f"\n({real} image tokens, {n - real} padding)")
@@ -267,8 +270,8 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
     """Every view of ``selection`` on one captured forward. ``cache`` (with
     ``get(key)`` / ``put(key, value)``, e.g. a ``ByteLRU``) keeps the views'
     frames (per architecture, input size and stage: matplotlib draws each
-    once) and the window grids of each forward; everything else is painted
-    into its frame on every call, in milliseconds."""
+    once) and the painted views under keys holding all they depend on, so a
+    click paints only the query's attention (and the mask of a new window)."""
     model = forward.model
     image = forward.model_input
     input_hw = image.shape[:2]
@@ -293,9 +296,11 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
     row, column = views.token_under(query_xy, token_size, mask_geometry.feature_size, input_hw)
     window_index = int(window_of_token[row, column])
     sh, sw = mask_geometry.shift_size
-    mask = paint_mask(frames.get(("mask", mask_geometry), lambda: mask_frame(mask_geometry)), mask_geometry,
-                      window_index, f"stage {stage}, block {mask_block}: shifted-window mask, shift ({sh}, {sw}), "
-                                    f"window {window_index} (under the query point)")
+    mask_title = (f"stage {stage}, block {mask_block}: shifted-window mask, shift ({sh}, {sw}), "
+                  f"window {window_index} (under the query point)")
+    mask = cached(cache, ("mask", mask_geometry, window_index, mask_title), lambda: paint_mask(
+        frames.get(("mask", mask_geometry), lambda: mask_frame(mask_geometry)), mask_geometry, window_index,
+        mask_title))
 
     query = views.query_attention(record, query_xy, head)
     attention = views.attention_title(record, head)
@@ -303,16 +308,17 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
         frames.get(("query", input_hw), lambda: overlay_frame(input_hw, "attention weight", True)), image,
         views.tokens_to_image(query.tokens, token_size, input_hw), f"query attention: {attention}{untrained}",
         query_xy=query_xy, window=views.query_window_mask(record, query_xy, input_hw))
-    block_view = paint_overlay(
+    block_view = cached(cache, ("block", forward.serial, stage, block, head), lambda: paint_overlay(
         frames.get(("block", input_hw),
                    lambda: overlay_frame(input_hw, "attention received (sum over queries)", False)), image,
-        views.block_attention_map(record, head, image_hw=input_hw), f"attention received: {attention}{untrained}")
+        views.block_attention_map(record, head, image_hw=input_hw), f"attention received: {attention}{untrained}"))
 
-    attention_module = dict(((s, i), b) for s, i, b in model.stage_blocks())[(stage, block)].attn
-    bias = attention_module.relative_position_bias_map().numpy().astype(np.float64)
-    bias_view = paint_bias(frames.get(("bias", bias.shape), lambda: bias_frame(bias.shape[0], bias.shape[1])), bias,
-                           f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads"
-                           f"{untrained}")
+    def bias_view():
+        attention_module = dict(((s, i), b) for s, i, b in model.stage_blocks())[(stage, block)].attn
+        bias = attention_module.relative_position_bias_map().numpy().astype(np.float64)
+        return paint_bias(frames.get(("bias", bias.shape), lambda: bias_frame(bias.shape[0], bias.shape[1])), bias,
+                          f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads"
+                          f"{untrained}")
 
     weights = "pretrained weights" if forward.pretrained else f"**{UNTRAINED_TAG}** — {forward.notice}"
     summary = (f"**{name}**, {weights}  \n"
@@ -322,4 +328,4 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
                f"{views.head_label(head)} of {record.num_heads}.")
     return SwinPanels(model_input=mark_query(image, query_xy, token_size, display_scale(input_hw)),
                       windows=windows, mask=mask, query_attention=query_view, block_attention=block_view,
-                      bias=bias_view, summary=summary)
+                      bias=cached(cache, ("bias", forward.serial, stage, block), bias_view), summary=summary)
