@@ -245,12 +245,15 @@ def timed_classify(client, architecture: str) -> float:
 # ---------------------------------------------------------------------------- Swin-T weights, made here
 
 def publish_swin_t(hub_cache: Path, work: Path):
-    """Random Swin-T weights as timm writes them, fetched through the fake Hub
-    into ``hub_cache``; returns timm's model (its state dict is the checkpoint)."""
+    """Random Swin-T weights as timm writes them, put into the Hub cache
+    ``hub_cache`` (made if missing); returns timm's model (its state dict is
+    the checkpoint)."""
     import timm
     from timm.models import save_for_hf
 
     import models
+
+    hub_cache.mkdir(parents=True, exist_ok=True)
 
     torch_seed()
     reference = timm.create_model(SWIN_T, pretrained=False).eval()
@@ -476,7 +479,6 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         work = Path(tmp)
         hub_cache = work / "hub-cache"
-        hub_cache.mkdir()
         swin_reference = publish_swin_t(hub_cache, work)
         bare = bare_models(swin_reference)
         del swin_reference

@@ -37,7 +37,6 @@ def run(duration_s: float = DURATION_S, clients: int = CLIENTS, view_clients: in
     with tempfile.TemporaryDirectory(prefix="bench-reliability-") as tmp:
         work = Path(tmp)
         hub_cache = work / "hub-cache"
-        hub_cache.mkdir()
         publish_swin_t(hub_cache, work)
         app = AppProcess(work, hub_cache, {})
         app.start()

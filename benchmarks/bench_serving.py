@@ -52,7 +52,6 @@ def run(rounds: int = ROUNDS, requests: int = REQUESTS) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         work = Path(tmp)
         hub_cache = work / "hub-cache"
-        hub_cache.mkdir()
         reference = publish_swin_t(hub_cache, work)
         bare = bare_models(reference)
         apps = {"before": AppProcess(work / "home-before", hub_cache, {}, export(BEFORE, work)),

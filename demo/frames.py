@@ -90,7 +90,9 @@ class Frame:
         return self.pixels.nbytes
 
     @classmethod
-    def draw(cls, fig: Figure, axes: dict = {}, colorbars: dict = {}, texts: dict = {}) -> "Frame":
+    def draw(cls, fig: Figure, axes: dict | None = None, colorbars: dict | None = None,
+             texts: dict | None = None) -> "Frame":
+        axes, colorbars, texts = axes or {}, colorbars or {}, texts or {}
         for cax in colorbars.values():
             cax.set_yticks(list(cax.get_ylim()), labels=PLACEHOLDER_TICKS)
             cax.tick_params(length=0, labelcolor="none")
