@@ -1,22 +1,27 @@
 # make run   installs what the app needs into .venv and starts it on http://127.0.0.1:7860
-# make test  installs what the tests need (incl. Debian's chromium for the browser test) and runs them
+# make test  installs what the tests need (incl. Debian's chromium for the browser test) and runs them, except `slow` ones
+# make test-all  runs every test, the slow full-size parity checks too
 # make bench runs the benchmarks and writes benchmarks/RESULTS.md
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench install install-dev chromium
+.PHONY: run test test-all bench install install-dev chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.app-installed: requirements.txt | $(VENV)/bin/python
+# The project's packages (pyproject.toml) are installed editable: the code
+# in this folder is what runs.
+$(VENV)/.app-installed: requirements.txt pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.app-installed
 
 install: $(VENV)/.app-installed
@@ -29,7 +34,10 @@ run: install
 	$(PY) app.py
 
 test: install-dev chromium
+	$(PY) -m pytest -m "not slow"
+
+test-all: install-dev chromium
 	$(PY) -m pytest
 
 bench: install-dev
-	$(PY) benchmarks/run_all.py
+	$(PY) -m benchmarks.run_all

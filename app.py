@@ -4,14 +4,7 @@ The app is built in demo/ui.py; host and port follow GRADIO_SERVER_NAME and
 GRADIO_SERVER_PORT (default 127.0.0.1:7860), the other settings APP_* (see
 demo/service.py).
 """
-import os
-
-from demo.memory import configure_malloc
-
-if os.environ.get("APP_TUNE_MALLOC", "0").strip().lower() in ("1", "true", "yes", "on"):
-    configure_malloc()  # opt-in, before any thread starts; see demo/memory.py
-
-from demo.ui import build_demo, serve  # noqa: E402
+from demo.ui import build_demo, serve
 
 demo = build_demo()
 

@@ -30,6 +30,7 @@ import contextlib
 import gc
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -46,8 +47,8 @@ from typing import Callable
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from common import (ROOT, interleaved_ms, load_average, machine, markdown_table, median, percentile,  # noqa: E402
-                    write_json)
+from benchmarks.common import (ROOT, interleaved_ms, load_average, machine, markdown_table, median,  # noqa: E402
+                               percentile, write_json)
 
 CAT = ROOT / "assets" / "examples" / "cat.jpg"
 LITE0 = "efficientnet_lite0"
@@ -68,11 +69,12 @@ class AppProcess:
     """``python app.py`` on a free loopback port, offline, with its own Gradio
     temp folder and the given Hub cache."""
 
-    def __init__(self, home: Path, hub_cache: Path, extra_env: dict[str, str]):
+    def __init__(self, home: Path, hub_cache: Path, extra_env: dict[str, str], app_dir: Path = ROOT):
+        self.app_dir = app_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = home / "app.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_", "APP_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_", "APP_", "PYTHONPATH"))}
         env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port),
                    GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(home / "gradio"), HF_HUB_OFFLINE="1",
                    HF_HOME=str(home / "hf"), HF_HUB_CACHE=str(hub_cache), HF_HUB_DISABLE_TELEMETRY="1",
@@ -85,7 +87,7 @@ class AppProcess:
     def start(self) -> None:
         self.started_at = time.perf_counter()
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env, stdout=log,
+            self.process = subprocess.Popen([sys.executable, "app.py"], cwd=self.app_dir, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT)
 
     def wait_for_page(self) -> float:
@@ -243,27 +245,36 @@ def timed_classify(client, architecture: str) -> float:
 # ---------------------------------------------------------------------------- Swin-T weights, made here
 
 def publish_swin_t(hub_cache: Path, work: Path):
-    """Random Swin-T weights as timm writes them, fetched through the fake Hub
-    into ``hub_cache``; returns timm's model (its state dict is the checkpoint)."""
+    """Random Swin-T weights as timm writes them, put into the Hub cache
+    ``hub_cache`` (made if missing); returns timm's model (its state dict is
+    the checkpoint)."""
     import timm
-    from huggingface_hub import hf_hub_download
     from timm.models import save_for_hf
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fakehub import FakeHub
-
     import models
+
+    hub_cache.mkdir(parents=True, exist_ok=True)
 
     torch_seed()
     reference = timm.create_model(SWIN_T, pretrained=False).eval()
     folder = work / "swin_t_checkpoint"
     save_for_hf(reference, folder, safe_serialization=True)
-    repo_id = models.get_spec(SWIN_T).hf_hub_id
-    with FakeHub() as hub:
-        hub.add_folder(repo_id, folder)
-        for filename in ("config.json", "model.safetensors"):
-            hf_hub_download(repo_id, filename, endpoint=hub.endpoint, cache_dir=hub_cache, token=False)
+    fill_hub_cache(hub_cache, models.get_spec(SWIN_T).hf_hub_id, folder)
     return reference
+
+
+def fill_hub_cache(hub_cache: Path, repo_id: str, folder: Path, commit: str = "0" * 40) -> None:
+    """Put ``folder``'s files into a Hub cache as ``hf_hub_download`` leaves
+    them (``models--org--name/snapshots/<commit>/``, ``refs/main`` naming the
+    commit: the cache layout huggingface_hub documents), so that the app finds
+    them with ``HF_HUB_OFFLINE=1``."""
+    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for path in folder.iterdir():
+        shutil.copyfile(path, snapshot / path.name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
 
 
 def torch_seed() -> None:
@@ -468,7 +479,6 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         work = Path(tmp)
         hub_cache = work / "hub-cache"
-        hub_cache.mkdir()
         swin_reference = publish_swin_t(hub_cache, work)
         bare = bare_models(swin_reference)
         del swin_reference

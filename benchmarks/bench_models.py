@@ -17,19 +17,12 @@ app captures one image at a time).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (in_worker_thread, interleaved_ms, load_average, machine, median,  # noqa: E402
-                    write_json)
-
-import models  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from timm_reference import calibrate_batchnorm  # noqa: E402
+import models
+from benchmarks.common import in_worker_thread, interleaved_ms, load_average, machine, median, write_json
+from benchmarks.timm_reference import calibrate_batchnorm
 
 DEFAULT_MODELS = ["swin_tiny_patch4_window7_224", "swin_base_patch4_window12_384", "tf_efficientnetv2_s",
                   "efficientnet_lite0"]

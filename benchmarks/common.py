@@ -13,15 +13,12 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def percentile(values: list[float], q: float) -> float:

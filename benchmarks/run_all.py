@@ -1,7 +1,17 @@
 """Run every benchmark and write benchmarks/RESULTS.md: a table per benchmark,
 each figure next to its goal (met / not met).
 
-    python benchmarks/run_all.py [--quick] [--output benchmarks/RESULTS.md]
+    python -m benchmarks.run_all [--quick] [--output benchmarks/RESULTS.md]
+
+Adding a benchmark: put ``benchmarks/bench_<topic>.py`` with a ``main()``
+that takes no arguments and prints a Markdown section (from a ``## `` heading
+on: its tables, the figures as ratios to something measured in the same run,
+and what they mean). ``run_all`` runs every such module (``python -c "from
+benchmarks.bench_<topic> import main; main()"`` from the repository root,
+one process each, ``SECTION_TIMEOUT_S`` at most) and appends what it printed
+from its first ``## `` line to RESULTS.md, in file-name order.
+``bench_models.py`` and ``bench_app.py`` are run with their own arguments and
+written by the sections below.
 
 Each benchmark runs in its own process (its own memory, torch settings and
 time limit) and hands its figures over as JSON; a benchmark that fails or runs
@@ -19,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, markdown_table, verdict
+from benchmarks.common import ROOT, markdown_table, verdict
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,7 +49,7 @@ SHORT = {SWIN_T: "Swin-T", "swin_base_patch4_window12_384": "Swin-B 384", "tf_ef
 
 def run(script: str, args: list[str], json_path: Path, timeout_s: float) -> tuple[dict | None, str]:
     """Run a benchmark script; (its JSON, or None; what went wrong, or "")."""
-    command = [sys.executable, str(HERE / script), *args, "--json", str(json_path)]
+    command = [sys.executable, "-m", f"benchmarks.{Path(script).stem}", *args, "--json", str(json_path)]
     print(f"\n$ {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     problem = ""
@@ -170,7 +180,8 @@ def load_line(models_data: dict | None, app: dict | None) -> str:
     return f"1-minute load average (start -> end): {', '.join(parts)}." if parts else ""
 
 
-def write_results(path: Path, models_data, models_problem, app, app_problem, seconds: float) -> str:
+def write_results(path: Path, models_data, models_problem, app, app_problem, seconds: float,
+                  sections: list[str] = ()) -> str:
     app_parts = app_sections(app, app_problem)
     today = datetime.date.today().isoformat()
     text = f"""# Benchmark results
@@ -229,10 +240,10 @@ each of the three HTTP calls of every request, even to an `http://` URL. A
 browser has neither cost. *raw
 HTTP* makes the same three calls (upload, join the queue, read the event
 stream) on a kept-alive connection without polling: the server's own time.
-The second table: the Swin views (no goal in the issue). Drawing the views
-costs much more than the forward; the app keeps what it drew per forward, so
-a click redraws only the query's attention (and the mask when the click
-lands in another window).
+The second table: the Swin views through the app. The views are painted
+into figures (frames) that matplotlib draws once per architecture and stage
+(`demo/frames.py`), so a click costs a few NumPy and Pillow operations;
+`bench_views.py` below measures them against a forward.
 
 ## Cold start
 
@@ -246,8 +257,9 @@ empty Hub cache except the Swin-T checkpoint above.
 {app_parts['memory']}
 
 The app hands the memory of a model it drops back to the kernel
-(`demo/memory.py`, `malloc_trim`). Its allocator settings for repeated
-forwards (`APP_TUNE_MALLOC=1`) are off by default and off here.
+(`demo/memory.py`, `malloc_trim`), and runs its forwards on a few threads of
+its own (`demo/cores.py`), so that glibc does not keep freed activations in
+an arena per Gradio worker thread.
 
 ## Throughput: 8 clients at once / one client in a row
 
@@ -280,8 +292,41 @@ clients) while the 8 clients ran, per request; and the *bound*: the
 requests per second the cores could serve at the app's CPU time per
 request, if the clients cost nothing, over one client's rate in a row.
 """
+    text += "".join(f"\n{section}\n" for section in sections)
     path.write_text(text, encoding="utf-8")
     return text
+
+
+SECTION_TIMEOUT_S = 600
+OWN_ARGUMENTS = {"bench_models", "bench_app"}  # run by main() with their arguments
+
+
+def other_sections() -> tuple[list[str], list[str]]:
+    """The Markdown sections of every other ``bench_*.py`` with a ``main()``
+    (see the module's docstring); (sections, problems)."""
+    sections, problems = [], []
+    for path in sorted(HERE.glob("bench_*.py")):
+        if path.stem in OWN_ARGUMENTS or "def main(" not in path.read_text(encoding="utf-8"):
+            continue
+        command = [sys.executable, "-c", f"from benchmarks.{path.stem} import main; main()"]
+        print(f"\n$ python -c 'from benchmarks.{path.stem} import main; main()'", flush=True)
+        start = time.perf_counter()
+        try:
+            completed = subprocess.run(command, cwd=ROOT, timeout=SECTION_TIMEOUT_S, capture_output=True, text=True)
+        except subprocess.TimeoutExpired:
+            problems.append(f"{path.name} ran out of its {SECTION_TIMEOUT_S} s")
+            sections.append(f"## {path.stem}\n\nNot measured: it ran out of its {SECTION_TIMEOUT_S} s.")
+            continue
+        print(completed.stderr[-2000:], flush=True)
+        print(f"({path.name}: {time.perf_counter() - start:.0f} s)", flush=True)
+        printed = completed.stdout
+        start_of_section = printed.find("## ")
+        if completed.returncode or start_of_section < 0:
+            problems.append(f"{path.name} exited with {completed.returncode}")
+            sections.append(f"## {path.stem}\n\nNot measured: it exited with {completed.returncode}.")
+        else:
+            sections.append(printed[start_of_section:].strip())
+    return sections, problems
 
 
 def main(argv=None) -> None:
@@ -294,19 +339,17 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     model_args = ["--repeats", "5", "--budget", "5"] if args.quick else []
     app_args = ["--requests", "8", "--budget", "10", "--rounds", "1", "--throughput-requests", "16"] if args.quick else []
+    section_problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         models_data, models_problem = run("bench_models.py", model_args, Path(tmp) / "models.json",
                                           args.models_timeout)
         app, app_problem = run("bench_app.py", app_args, Path(tmp) / "app.json", args.app_timeout)
+        sections, section_problems = other_sections()
     text = write_results(Path(args.output), models_data, models_problem, app, app_problem,
-                         time.perf_counter() - start)
-    # The attention lab's variants (forward + backward / fused) append their own section.
-    lab_args = ["--rounds", "5", "--budget", "10"] if args.quick else []
-    subprocess.run([sys.executable, str(HERE / "bench_lab.py"), "--append", "--output", args.output, *lab_args],
-                   cwd=ROOT, timeout=args.models_timeout)
+                         time.perf_counter() - start, sections)
     print("\n" + text)
     print(f"Written to {args.output}")
-    if models_problem or app_problem:
+    if models_problem or app_problem or section_problems:
         sys.exit(1)
 
 

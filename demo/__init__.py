@@ -1,2 +1,3 @@
-"""The app: layout and callbacks (ui), inference service (service), image
-input (images), Swin views (views, panels)."""
+"""The app: layout and callbacks (ui), inference service (service, batching,
+cores, memory), image input (images), Swin views (views: the figures;
+frames and colormap: painting them fast; panels: one selection's views)."""

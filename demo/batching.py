@@ -14,7 +14,6 @@ No Gradio and no torch here; tests drive it with plain functions.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from typing import Callable, Generic, Hashable, Sequence, TypeVar
 
@@ -52,33 +51,22 @@ class MicroBatcher(Generic[T, R]):
     per core; a wide batch blocks the lanes it holds, so the cores are never
     asked for more threads than they have.
 
-    ``max_wait_s`` (default 0: no waiting): how long a batch smaller than the
-    previous one of its key waits for more requests. Clients answered by one
-    batch send their next requests nearly together, and without a wait the
-    first to arrive runs alone and the rest after it (batches of 1, 7, 1, 7,
-    ...); a wait merges them, at the cost of up to ``max_wait_s`` for a lone
-    request after a busy spell (once: after a batch of one nothing waits).
-    With a lane per core that pattern costs nothing (the rest start on the
-    free lanes), so the app does not wait.
-
     When a batch fails, its items are run again one by one, so that an item
     that cannot be processed fails alone and the others get their results.
     """
 
     def __init__(self, run_batch: Callable[..., Sequence[R]], max_batch: int = 8,
-                 max_wait_s: float = 0.0, lanes: int = 1, wide_lanes: int = 1):
+                 lanes: int = 1, wide_lanes: int = 1):
         if max_batch < 1 or lanes < 1:
             raise ValueError("max_batch and lanes must be at least 1.")
         if not 1 <= wide_lanes <= lanes:
             raise ValueError("wide_lanes must be between 1 and lanes.")
         self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
         self.lanes = lanes
         self.wide_lanes = wide_lanes
         self._run_batch = run_batch
         self._pending: deque[_Request[T, R]] = deque()
         self._busy_lanes = 0
-        self._last_size: dict[Hashable, int] = {}  # size of the previous batch of each key
         self._cond = threading.Condition()
         # The most recent batches as (size, wide), for benchmarks and tests.
         self.batches: deque[tuple[int, bool]] = deque(maxlen=1000)
@@ -136,15 +124,6 @@ class MicroBatcher(Generic[T, R]):
         removed from the queue (empty when another runner took them while this
         one waited). Called with the lock held and this runner's lane counted
         busy."""
-        if self.max_wait_s > 0:
-            key = self._pending[0].key
-            wanted = min(self.max_batch, self._last_size.get(key, 1))
-            deadline = time.monotonic() + self.max_wait_s
-            while self._pending and sum(r.key == key for r in self._pending) < wanted:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
         if not self._pending:
             return []
         key = self._pending[0].key
@@ -157,7 +136,6 @@ class MicroBatcher(Generic[T, R]):
             else:
                 rest.append(request)
         self._pending = rest
-        self._last_size[key] = len(batch)
         return batch
 
     def _run(self, batch: list[_Request[T, R]], wide: bool) -> None:

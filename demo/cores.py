@@ -3,11 +3,11 @@ core, side by side, for requests that queue.
 
 On a small CPU the threads of one forward wait for each other after every
 operation (and spin while they wait); forwards of separate images need no
-such meeting. On the 2-core machine of benchmarks/RESULTS.md two
-single-threaded Swin-T forwards side by side take 59 ms per image against 71
-ms for one 2-thread forward (EfficientNet-Lite0: 13 against 34 ms). A lone
-request still gets one forward with every thread, for the shortest wait
-(demo/batching.py decides which).
+such meeting: single-threaded forwards side by side take less time per
+image than one forward with every thread (benchmarks/RESULTS.md, "forwards
+side by side, one per core"), which is what lets 8 clients get more than one
+client in a row. A lone request still gets one forward with every thread,
+for the shortest wait (demo/batching.py decides which).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 import explain
 import models
 from demo import arguments, explaining, gate
-from demo.panels import figure_to_array
+from demo.frames import figure_to_array
 from explain import pictures
 
 DEFAULT_METHOD = "gradcam"

@@ -1,21 +1,22 @@
 """The "Inside Swin" panels for one selection (stage, block, head, query
-point): the drawing functions of :mod:`demo.views` applied to a captured
-forward, rendered to RGB arrays that any image component (and
-``gradio_client``) can carry.
+point), as RGB arrays that any image component (and ``gradio_client``) can
+carry: the figures of :mod:`demo.views`, drawn once per architecture and
+stage as frames (:mod:`demo.frames`) with their changing parts hidden, and
+each view painted into its frame from a captured forward's arrays.
 """
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from PIL import Image, ImageDraw
+from PIL import Image, ImageColor, ImageDraw
 
 from demo import views
+from demo.colormap import colorize, heatmap_overlay
+from demo.frames import Frame
 from demo.service import SwinForward
+from models.swin import shifted_window_regions
 
 UNTRAINED_TAG = "untrained weights"
 
@@ -55,20 +56,6 @@ class SwinPanels:
     block_attention: np.ndarray
     bias: np.ndarray
     summary: str                  # markdown: model, weights, what is shown
-
-
-# Figures are independent (no pyplot), but the Agg renderer and font cache are
-# shared; drawing one at a time costs nothing next to the forward.
-_DRAW_LOCK = threading.Lock()
-
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render a matplotlib figure to uint8 RGB ``[H, W, 3]``."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    with _DRAW_LOCK:
-        canvas.draw()
-        pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    return pixels
 
 
 def parse_head(head) -> int | None:
@@ -151,11 +138,140 @@ def mark_query(image: np.ndarray, query_xy: tuple[int, int], token_size: int, sc
     return np.asarray(canvas)
 
 
+def cached(cache, key: tuple, make):
+    """``cache.get(key)``, or ``make()`` put there (no cache: just ``make()``)."""
+    value = cache.get(key) if cache is not None else None
+    if value is None:
+        value = make()
+        if cache is not None:
+            cache.put(key, value)
+    return value
+
+
+class FrameCache:
+    """The frames (demo/frames.py) of the views, kept in the app's drawing
+    cache: they depend on the architecture, the input size and the stage,
+    never on the image, so they are drawn once per model and stage."""
+
+    def __init__(self, cache):
+        self.cache = cache
+
+    def get(self, key: tuple, draw) -> Frame:
+        return cached(self.cache, ("frame", *key), draw)
+
+
+def placeholder(lines: int) -> str:
+    """A title of ``lines`` lines, to reserve its room in a frame."""
+    return "\n".join(["placeholder"] * lines)
+
+
+def windows_frame(model, pretrained: bool, input_hw, stage: int) -> Frame:
+    geometries = views.stage_geometries(model, input_hw)[stage]
+    blank = np.zeros((*input_hw, 3), dtype=np.uint8)
+    fig = views.window_grid_figure(blank, geometries, views.token_size_of(model, stage), stage)
+    fig.suptitle(f"{model.spec.name}: window grids of stage {stage}"
+                 + ("" if pretrained else " (geometry only; the model has untrained weights)"))
+    panels_axes = fig.axes[:min(2, len(geometries))]
+    for ax in panels_axes:
+        for text in ax.texts:  # window numbers: painted over each image
+            text.set_visible(False)
+    return Frame.draw(fig, axes={f"block {i}": ax for i, ax in enumerate(panels_axes)})
+
+
+def paint_windows(frame: Frame, image: np.ndarray, geometries, token_size: int) -> np.ndarray:
+    painting = frame.paint()
+    for block, geometry in list(enumerate(geometries))[:2]:
+        (hp, wp), t = geometry.padded_size, token_size
+        painting.image(f"block {block}", views.window_grid_overlay(image, geometry, t), (0, wp * t, hp * t, 0))
+        gh, gw = geometry.grid
+        if gh * gw <= 64:  # as views.window_grid_figure numbers them
+            size = max(5.0, min(12.0, 64.0 / max(gh, gw)))
+            for index in range(gh * gw):
+                for r0, r1, c0, c1 in views.window_pieces(geometry, index):
+                    painting.label(f"block {block}", (c0 + c1) / 2 * t, (r0 + r1) / 2 * t, str(index), size)
+    return painting.result()
+
+
+def mask_frame(geometry) -> Frame:
+    fig = views.region_map_figure(geometry, 0, title=placeholder(1))
+    ax_regions, ax_mask = fig.axes[:2]
+    ax_regions.patches[-1].set_visible(False)  # the chosen window's outline: painted
+    ax_regions.get_legend().get_texts()[-1].set_text("the window under the query point")
+    ax_mask.set_title(placeholder(2), fontsize=10)
+    return Frame.draw(fig, axes={"regions": ax_regions, "mask": ax_mask},
+                      texts={"title": fig.suptitle(placeholder(1)), "mask title": ax_mask.title})
+
+
+def paint_mask(frame: Frame, geometry, window_index: int, title: str) -> np.ndarray:
+    (mh, mw), n = geometry.window_size, geometry.window_area
+    # The window's row of shifted_window_mask, without building every window's.
+    rows, cols = views.window_token_positions(geometry, window_index)
+    regions = shifted_window_regions(geometry.padded_size, geometry.window_size, geometry.shift_size).numpy()
+    wy, wx = divmod(int(window_index), geometry.grid[1])
+    regions = regions[wy * mh:(wy + 1) * mh, wx * mw:(wx + 1) * mw].reshape(-1)  # shifted layout: window in place
+    allowed = regions[:, None] == regions[None, :]
+    colours = np.array([ImageColor.getrgb(views.BLOCKED_COLOUR), ImageColor.getrgb(views.ALLOWED_COLOUR)],
+                       dtype=np.uint8)
+    painting = frame.paint()
+    painting.image("mask", colours[allowed.astype(np.intp)])
+    separators = [((-0.5, k * mw - 0.5), (n - 0.5, k * mw - 0.5)) for k in range(1, mh)] + \
+                 [((k * mw - 0.5, -0.5), (k * mw - 0.5, n - 0.5)) for k in range(1, mh)]
+    painting.lines("mask", separators, "grey", 0.4)
+    painting.rectangle("regions", wx * mw - 0.5, wy * mh - 0.5, (wx + 1) * mw - 0.5, (wy + 1) * mh - 0.5,
+                       "white", 2.5, outline=5.0)
+    real = int(((rows < geometry.feature_size[0]) & (cols < geometry.feature_size[1])).sum())
+    painting.text("mask title", f"mask of window {window_index}: {int(allowed.sum())} of {n * n} pairs allowed"
+                                f"\n({real} image tokens, {n - real} padding)")
+    painting.text("title", title)
+    return painting.result()
+
+
+def overlay_frame(input_hw, colorbar_label: str, with_query: bool) -> Frame:
+    blank = np.zeros((*input_hw, 3), dtype=np.uint8)
+    fig = views.attention_overlay_figure(blank, np.zeros(input_hw), placeholder(1),
+                                         query_xy=(0, 0) if with_query else None, colorbar_label=colorbar_label)
+    ax, cax = fig.axes[:2]
+    return Frame.draw(fig, axes={"image": ax}, colorbars={"colour": cax}, texts={"title": ax.title})
+
+
+def paint_overlay(frame: Frame, image: np.ndarray, attention_map: np.ndarray, title: str,
+                  query_xy=None, window: np.ndarray | None = None) -> np.ndarray:
+    """What :func:`demo.views.attention_overlay_figure` draws, painted into its frame."""
+    top = float(attention_map.max())
+    top = top if top > 0 else 1.0
+    painting = frame.paint()
+    painting.image("image", heatmap_overlay(image, attention_map, top, where=window))
+    painting.colorbar("colour", 0.0, top)
+    if window is not None:
+        painting.lines("image", views.outline_segments(window), "white", 1.5, outline=3.0)
+    if query_xy is not None:
+        painting.plus_marker("image", math.floor(query_xy[0]) + 0.5, math.floor(query_xy[1]) + 0.5, 12, "#00e5ff")
+    painting.text("title", title)
+    return painting.result()
+
+
+def bias_frame(heads: int, span: int) -> Frame:
+    fig = views.relative_position_bias_figure(np.zeros((heads, span, span)), title=placeholder(1))
+    return Frame.draw(fig, axes={f"head {h}": ax for h, ax in enumerate(fig.axes[:heads])},
+                      colorbars={"colour": fig.axes[heads]}, texts={"title": fig.suptitle(placeholder(1))})
+
+
+def paint_bias(frame: Frame, bias: np.ndarray, title: str) -> np.ndarray:
+    limit = float(np.abs(bias).max()) or 1.0
+    painting = frame.paint()
+    for h in range(bias.shape[0]):
+        painting.image(f"head {h}", colorize(bias[h], -limit, limit, "RdBu_r"))
+    painting.colorbar("colour", -limit, limit)
+    painting.text("title", title)
+    return painting.result()
+
+
 def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -> SwinPanels:
     """Every view of ``selection`` on one captured forward. ``cache`` (with
-    ``get(key)`` / ``put(key, array)``, e.g. a ``ByteLRU``): views drawn
-    before for this forward are taken from it, and new ones put in; each key
-    holds everything its view depends on."""
+    ``get(key)`` / ``put(key, value)``, e.g. a ``ByteLRU``) keeps the views'
+    frames (per architecture, input size and stage: matplotlib draws each
+    once) and the painted views under keys holding all they depend on, so a
+    click paints only the query's attention (and the mask of a new window)."""
     model = forward.model
     image = forward.model_input
     input_hw = image.shape[:2]
@@ -164,22 +280,13 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
     untrained = "" if forward.pretrained else f" ({UNTRAINED_TAG})"
     geometries = views.stage_geometries(model, input_hw)[stage]
     token_size = views.token_size_of(model, stage)
+    frames = FrameCache(cache)
+    name = model.spec.name
 
-    def drawn(what: tuple, draw) -> np.ndarray:
-        key = (forward.serial, *what)
-        pixels = cache.get(key) if cache is not None else None
-        if pixels is None:
-            pixels = figure_to_array(draw())
-            pixels.flags.writeable = False  # shared by every request that shows it
-            if cache is not None:
-                cache.put(key, pixels)
-        return pixels
-
-    def windows_figure():
-        fig = views.window_grid_figure(image, geometries, token_size, stage)
-        fig.suptitle(f"{model.spec.name}: window grids of stage {stage}"
-                     + ("" if forward.pretrained else " (geometry only; the model has untrained weights)"))
-        return fig
+    windows = cached(cache, ("windows", forward.serial, stage), lambda: paint_windows(
+        frames.get(("windows", name, forward.pretrained, input_hw, stage),
+                   lambda: windows_frame(model, forward.pretrained, input_hw, stage)),
+        image, geometries, token_size))
 
     # The mask belongs to a shifted block: the chosen one, or its shifted partner in the stage.
     mask_block = block if any(geometries[block].shift_size) or block % 2 or block + 1 >= len(geometries) \
@@ -191,38 +298,34 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
     sh, sw = mask_geometry.shift_size
     mask_title = (f"stage {stage}, block {mask_block}: shifted-window mask, shift ({sh}, {sw}), "
                   f"window {window_index} (under the query point)")
+    mask = cached(cache, ("mask", mask_geometry, window_index, mask_title), lambda: paint_mask(
+        frames.get(("mask", mask_geometry), lambda: mask_frame(mask_geometry)), mask_geometry, window_index,
+        mask_title))
 
     query = views.query_attention(record, query_xy, head)
     attention = views.attention_title(record, head)
+    query_view = paint_overlay(
+        frames.get(("query", input_hw), lambda: overlay_frame(input_hw, "attention weight", True)), image,
+        views.tokens_to_image(query.tokens, token_size, input_hw), f"query attention: {attention}{untrained}",
+        query_xy=query_xy, window=views.query_window_mask(record, query_xy, input_hw))
+    block_view = cached(cache, ("block", forward.serial, stage, block, head), lambda: paint_overlay(
+        frames.get(("block", input_hw),
+                   lambda: overlay_frame(input_hw, "attention received (sum over queries)", False)), image,
+        views.block_attention_map(record, head, image_hw=input_hw), f"attention received: {attention}{untrained}"))
 
-    def query_figure():
-        return views.attention_overlay_figure(
-            image, views.query_attention_map(record, query_xy, head, image_hw=input_hw),
-            f"query attention: {attention}{untrained}", query_xy=query_xy,
-            window_outline=views.query_window_mask(record, query_xy, input_hw))
-
-    def block_figure():
-        return views.attention_overlay_figure(
-            image, views.block_attention_map(record, head, image_hw=input_hw),
-            f"attention received: {attention}{untrained}", colorbar_label="attention received (sum over queries)")
-
-    def bias_figure():
+    def bias_view():
         attention_module = dict(((s, i), b) for s, i, b in model.stage_blocks())[(stage, block)].attn
-        return views.relative_position_bias_figure(
-            attention_module.relative_position_bias_map(),
-            title=f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads{untrained}")
+        bias = attention_module.relative_position_bias_map().numpy().astype(np.float64)
+        return paint_bias(frames.get(("bias", bias.shape), lambda: bias_frame(bias.shape[0], bias.shape[1])), bias,
+                          f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads"
+                          f"{untrained}")
 
     weights = "pretrained weights" if forward.pretrained else f"**{UNTRAINED_TAG}** — {forward.notice}"
-    summary = (f"**{model.spec.name}**, {weights}  \n"
+    summary = (f"**{name}**, {weights}  \n"
                f"Query pixel ({query_xy[0]}, {query_xy[1]}) of the {input_hw[1]} x {input_hw[0]} model input is "
                f"token ({query.token[0]}, {query.token[1]}) of stage {stage} ({token_size} x {token_size} pixels), "
                f"in window {query.window} of block {block} (shift {record.shift_size[0]}, {record.shift_size[1]}); "
                f"{views.head_label(head)} of {record.num_heads}.")
-    return SwinPanels(
-        model_input=mark_query(image, query_xy, token_size, display_scale(input_hw)),
-        windows=drawn(("windows", stage), windows_figure),
-        mask=drawn(("mask", stage, mask_block, window_index),
-                   lambda: views.region_map_figure(mask_geometry, window_index, title=mask_title)),
-        query_attention=drawn(("query", stage, block, head, tuple(query_xy)), query_figure),
-        block_attention=drawn(("block", stage, block, head), block_figure),
-        bias=drawn(("bias", stage, block), bias_figure), summary=summary)
+    return SwinPanels(model_input=mark_query(image, query_xy, token_size, display_scale(input_hw)),
+                      windows=windows, mask=mask, query_attention=query_view, block_attention=block_view,
+                      bias=cached(cache, ("bias", forward.serial, stage, block), bias_view), summary=summary)

@@ -24,7 +24,6 @@ import tqdm
 from PIL import Image
 
 import models
-from demo import views
 from demo.batching import MicroBatcher
 from demo.cores import CoreWorkers
 from demo.memory import release_free_memory
@@ -66,15 +65,14 @@ class Settings:
     kept so that clicking around re-uses one forward. ``APP_MAX_PIXELS``
     [40000000]: larger images are refused before decoding.
     ``APP_MAX_UPLOAD_MB`` [25]: larger uploads are refused by the server.
-    ``APP_CONCURRENCY`` [1]: model forwards running at once (classification:
-    a lone request's forward; requests that queue get concurrency x threads
+    ``APP_CONCURRENCY`` [1]: model forwards with every thread running at
+    once (a lone request's forward; requests that queue, classifications and
+    the Swin views' forwards alike, get concurrency x threads
     single-threaded forwards side by side, one per core).
     ``APP_QUEUE_SIZE`` [64]: requests waiting at most; more are turned away.
     ``APP_TORCH_THREADS`` [CPUs / concurrency]: threads per forward.
     ``APP_DOWNLOAD_RETRY_S`` [120]: after the Hub failed for a model, how long
     to answer from that failure before asking the Hub again.
-    ``APP_TUNE_MALLOC`` [0], read by app.py before anything else: 1 sets
-    glibc's allocator for repeated forwards (demo/memory.py).
     """
 
     model_cache_mb: float = 2500
@@ -188,25 +186,15 @@ class LoadedModel:
         return self.model.spec.name
 
 
-# The recorded forwards (models.record_forward) of the models load_for_inference
-# made, while those models live.
-_recorded_forwards: weakref.WeakKeyDictionary[torch.nn.Module, models.RecordedForward] = weakref.WeakKeyDictionary()
-
-
 def load_for_inference(name: str, pretrained: bool = False, **options) -> torch.nn.Module:
     """``models.create_model``, prepared for inference on CPU
     (``models.prepare_for_inference``: the EfficientNets fold BatchNorm into
     their convolutions and run channels-last, in 20-35 % less time here).
     What loading frees (a checkpoint read from disk, the BatchNorms, the
-    k x k kernels copied to channels-last, what recording traced) goes back
-    to the kernel, or the next model loaded would come on top of it: the
-    peak resident memory of the model-loading test in tests/test_reliability.py
-    was 2,071-2,390 MB in 4 runs without these releases (here and at
-    eviction), 2,042-2,098 MB in 17 runs with them (bound about 2,350)."""
+    k x k kernels copied to channels-last) goes back to the kernel, or the
+    next model loaded would come on top of it (the model-loading test in
+    tests/test_reliability.py holds the peak to its bound)."""
     model = models.prepare_for_inference(models.create_model(name, pretrained, **options))
-    recorded = models.record_forward(model)  # the EfficientNets; see softmax_forward
-    if recorded is not None:
-        _recorded_forwards[model] = recorded
     release_free_memory()
     return model
 
@@ -353,10 +341,21 @@ def untrained_notice(name: str, error: Exception | None) -> str:
     return f"{error} These views use untrained (random) weights."
 
 
+# What the process needs beside its models' parameters (Python, PyTorch,
+# Gradio, the attention and drawing caches, the forwards' activations): the
+# README states APP_MODEL_CACHE_MB + this as the bound on resident memory.
+PROCESS_MEMORY_MB = 1536
+
+
+def resident_memory_bound_mb(settings: Settings) -> float:
+    """The most resident memory the app should use, in MiB (the README's bound)."""
+    return settings.model_cache_mb + PROCESS_MEMORY_MB
+
+
 # Classification requests that queue while forwards run are answered in
 # batches of at most this many images.
 CLASSIFY_MAX_BATCH = 8
-# Drawn Swin views kept (a view is about 1 MB).
+# Drawn Swin view frames and window grids kept (about 1 MB each).
 DRAWING_CACHE_MB = 128
 
 
@@ -365,13 +364,18 @@ def softmax_forward(items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[t
     item, in one forward (every item of one model and size)."""
     model = items[0][0]
     x = items[0][1].unsqueeze(0) if len(items) == 1 else torch.stack([image for _, image in items])  # [B, 3, H, W]
-    # A recorded forward gives the model's results bit for bit without taking
-    # Python's global lock between operations, which the web server needs as
-    # well: on 2 cores the server and a Python forward took turns on it.
-    recorded = _recorded_forwards.get(model)
     with torch.inference_mode():
-        logits = recorded(x) if recorded is not None and recorded.accepts(x) else model(x)
-        return list(logits.float().softmax(dim=-1))
+        return list(model(x).float().softmax(dim=-1))
+
+
+def captured_forwards(items: list[tuple[torch.nn.Module, torch.Tensor]]) -> list[list[models.AttentionRecord]]:
+    """Per (Swin, image ``[3, H, W]``) item: the attention records of its forward."""
+    captured = []
+    for model, x in items:
+        with torch.inference_mode(), models.capture_attention(model) as records:
+            model(x.unsqueeze(0))
+        captured.append(list(records))
+    return captured
 
 
 class InferenceService:
@@ -381,15 +385,15 @@ class InferenceService:
                                  on_evict=self._forget_forwards)
         self._forwards: ByteLRU[tuple, SwinForward] = ByteLRU(
             self.settings.attention_cache_mb * 2**20, lambda f: f.nbytes)
-        # Drawn views (RGB arrays) by forward and what they show: a click that
-        # moves the query point redraws only what depends on it.
+        # The views' frames (per architecture and stage, demo/frames.py) and
+        # the window grids of each forward (demo/panels.py).
         self.drawings: ByteLRU[tuple, np.ndarray] = ByteLRU(DRAWING_CACHE_MB * 2**20, lambda a: a.nbytes)
         # A lane per core: a lone request's forward holds the `torch_threads`
         # lanes of its threads; requests that queue get single-threaded
         # forwards, one per lane (on `_cores`).
         threads = self.settings.torch_threads
         lanes = self.settings.concurrency * threads
-        self.classifier = MicroBatcher(self._classify_batch, max_batch=CLASSIFY_MAX_BATCH, lanes=lanes,
+        self.classifier = MicroBatcher(self._run_batch, max_batch=CLASSIFY_MAX_BATCH, lanes=lanes,
                                        wide_lanes=threads)
         self._cores = CoreWorkers(lanes) if threads > 1 else None
 
@@ -413,7 +417,8 @@ class InferenceService:
         model = self.models.get(spec.name, pretrained, report)
         x = models.create_transform(model.spec)(image)  # [3, H, W], in this request's thread
         # Items of one key are batched together: same model object, same input size.
-        probabilities, milliseconds, batch_size = self.classifier.submit((id(model), tuple(x.shape)), (model, x))
+        probabilities, milliseconds, batch_size = self.classifier.submit(
+            ("classify", id(model), tuple(x.shape)), (model, x))
         k = max(1, min(int(top_k), probabilities.numel()))
         values, indices = probabilities.topk(k)
         labels = model.spec.labels
@@ -421,20 +426,22 @@ class InferenceService:
             probabilities={labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())},
             milliseconds=milliseconds, model_name=spec.name, pretrained=pretrained, batch_size=batch_size)
 
-    def _classify_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]],
-                        wide: bool = True) -> list[tuple]:
-        """The forward for several requests: ``items`` are (model, image tensor
-        ``[3, H, W]``), all of one model and size; per item (softmax
-        probabilities ``[num_classes]``, forward milliseconds, batch size).
+    def _run_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]], wide: bool = True) -> list:
+        """The forwards of several requests, all of one kind, model and size
+        (``key``): ``items`` are (model, image tensor ``[3, H, W]``).
+        ``"classify"``: one batched forward; per item (softmax probabilities
+        ``[num_classes]``, forward milliseconds, batch size). ``"swin"``: one
+        forward per item with its attention captured; per item its records.
         ``wide``: in this thread, with its ``torch_threads`` threads (the
-        process default); otherwise on a single-threaded core worker."""
+        process default); otherwise on a single-threaded core worker
+        (demo/cores.py)."""
+        work = captured_forwards if key[0] == "swin" else softmax_forward
         start = time.perf_counter()
-        if self._cores is not None and not wide:
-            probabilities = self._cores.run(softmax_forward, items)
-        else:
-            probabilities = softmax_forward(items)
+        results = self._cores.run(work, items) if self._cores is not None and not wide else work(items)
+        if key[0] == "swin":
+            return results
         milliseconds = (time.perf_counter() - start) * 1000
-        return [(row, milliseconds, len(items)) for row in probabilities]
+        return [(row, milliseconds, len(items)) for row in results]
 
     # ------------------------------------------------------------------ Swin
     def load_for_views(self, name: str, report: Report | None = None) -> LoadedModel:
@@ -461,16 +468,18 @@ class InferenceService:
         loaded = self.load_for_views(name, report)
         model = loaded.model
         x = models.create_transform(model.spec)(image)
-        model_input = views.model_input_image(x, model.spec.mean, model.spec.std)
+        model_input = models.model_input_image(x, model.spec.mean, model.spec.std)
         key = (loaded.name, loaded.pretrained, hashlib.sha1(model_input.tobytes()).hexdigest())
         cached = self._forwards.get(key)
         if cached is not None:
             return cached
         if report:
             report(None, f"Running {loaded.name}")
-        with torch.inference_mode(), models.capture_attention(model) as records:
-            model(x.unsqueeze(0))
-        forward = SwinForward(model, loaded.pretrained, loaded.notice, model_input, list(records))
+        # In the classification's queue and on its workers: the views share
+        # the cores with classification in arrival order, and never run
+        # beside a forward that has every core.
+        records = self.classifier.submit(("swin", id(model), tuple(x.shape)), (model, x))
+        forward = SwinForward(model, loaded.pretrained, loaded.notice, model_input, records)
         self._forwards.put(key, forward)
         return forward
 

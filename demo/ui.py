@@ -370,12 +370,14 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
     images.configure_pil(service.settings.max_pixels)
     gate.configure(gate.Limits.from_settings(service.settings))
     callbacks = Callbacks(service)
-    model_events = dict(concurrency_id="model", concurrency_limit=service.settings.concurrency)
-    # Classification requests may enter together: the service's batcher
-    # queues them and answers them in batches, a forward per core. Each waits
-    # on one of Gradio's 40 worker threads: at most 16 do, so that other
+    # Classification and Swin-view requests may enter together and share one
+    # limit: the service's batcher queues their forwards in arrival order and
+    # runs them on its workers, a forward per core (so the views get their
+    # share of the cores; benchmarks/RESULTS.md, "24 clients at once"). Each
+    # waits on one of Gradio's 40 worker threads: at most 16 do, so that other
     # events always find a thread.
-    classify_events = dict(concurrency_id="classify", concurrency_limit=classify_concurrency(service))
+    classify_events = dict(concurrency_id="model", concurrency_limit=classify_concurrency(service))
+    model_events = classify_events
     quick = dict(concurrency_limit=None, show_progress="hidden", api_visibility="private")
     max_stage, max_block, max_head = _swin_upper_bounds()
     first_swin = swin_controls("swin_tiny_patch4_window7_224")

@@ -39,7 +39,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from models.swin import WindowGeometry, shifted_window_mask, shifted_window_regions
+from models.swin import WindowGeometry, shifted_window_mask, shifted_window_regions, window_positions
+from models.transforms import model_input_image  # noqa: F401 - the views' image; defined beside its transform
 
 # Overlay colours (RGB, 0-255). Regular windows alternate two light blues; a
 # window that the cyclic shift splits across the image edges gets a strong
@@ -61,33 +62,10 @@ ALLOWED_COLOUR, BLOCKED_COLOUR = "#f2e394", "#2b2b2b"
 # Image and geometry
 # --------------------------------------------------------------------------
 
-def model_input_image(x: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """The normalised model input ``[3, H, W]`` (or ``[1, 3, H, W]``) back to
-    RGB ``[H, W, 3]`` uint8: the exact pixels the model saw."""
-    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if x.ndim == 4 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 3 or x.shape[0] != 3:
-        raise ValueError(f"Expected a [3, H, W] tensor, got shape {tuple(x.shape)}.")
-    rgb = x.astype(np.float64) * np.asarray(std, float)[:, None, None] + np.asarray(mean, float)[:, None, None]
-    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-
-
-def stage_feature_sizes(model, input_hw: Sequence[int]) -> list[tuple[int, int]]:
-    """``(H, W)`` in tokens of each stage for an input of ``input_hw`` pixels:
-    stage 0 is ``ceil(side / patch)``, each next stage ``ceil(previous / 2)``."""
-    h, w = math.ceil(input_hw[0] / model.patch_size), math.ceil(input_hw[1] / model.patch_size)
-    sizes = []
-    for _ in model.depths:
-        sizes.append((h, w))
-        h, w = math.ceil(h / 2), math.ceil(w / 2)
-    return sizes
-
-
 def stage_geometries(model, input_hw: Sequence[int]) -> list[list[WindowGeometry]]:
     """``[stage][block]``: the :class:`WindowGeometry` each block uses for an
     input of ``input_hw`` pixels, without running the model."""
-    sizes = stage_feature_sizes(model, input_hw)
+    sizes = model.feature_sizes(input_hw)
     geometries: list[list[WindowGeometry]] = [[] for _ in sizes]
     for stage, _, block in model.stage_blocks():
         geometries[stage].append(block.geometry(sizes[stage]))
@@ -100,7 +78,10 @@ def token_size_of(model, stage: int) -> int:
 
 
 def geometry_of(record) -> WindowGeometry:
-    """The :class:`WindowGeometry` of an :class:`~models.AttentionRecord`."""
+    """The :class:`WindowGeometry` of an :class:`~models.AttentionRecord` (or
+    of anything with the same four fields)."""
+    if isinstance(record, WindowGeometry):
+        return record
     return WindowGeometry(feature_size=tuple(record.feature_size), padded_size=tuple(record.padded_size),
                           window_size=tuple(record.window_size), shift_size=tuple(record.shift_size))
 
@@ -121,11 +102,11 @@ def window_layout(geometry) -> tuple[np.ndarray, np.ndarray]:
     position ``(r, c)`` and ``index[r, c]`` its row in that window's ``N x N``
     attention matrix. Rows / columns ``>= feature_size`` are padding.
     """
-    (hp, wp), (mh, mw), (sh, sw) = geometry.padded_size, geometry.window_size, geometry.shift_size
-    ys = (np.arange(hp) - sh) % hp  # shifted row of original row r
-    xs = (np.arange(wp) - sw) % wp
-    window = (ys // mh)[:, None] * (wp // mw) + (xs // mw)[None, :]
-    index = (ys % mh)[:, None] * mw + (xs % mw)[None, :]
+    rows, cols = _all_window_positions(geometry)  # [nW, N]
+    window = np.empty(geometry.padded_size, dtype=np.int64)
+    index = np.empty(geometry.padded_size, dtype=np.int64)
+    window[rows, cols] = np.arange(rows.shape[0])[:, None]
+    index[rows, cols] = np.arange(rows.shape[1])[None, :]
     return window, index
 
 
@@ -133,21 +114,18 @@ def window_token_positions(geometry, window_index: int) -> tuple[np.ndarray, np.
     """``(rows, cols)``, each ``[N]``: original padded-map position of token
     ``j`` of window ``window_index``, in the window's token order. Positions
     ``>= feature_size`` are padding."""
-    (hp, wp), (mh, mw), (sh, sw) = geometry.padded_size, geometry.window_size, geometry.shift_size
-    grid_w = wp // mw
-    if not 0 <= window_index < (hp // mh) * grid_w:
-        raise ValueError(f"Window {window_index} does not exist; this block has {(hp // mh) * grid_w} windows.")
-    wy, wx = divmod(int(window_index), grid_w)
-    iy, ix = np.divmod(np.arange(mh * mw), mw)
-    return (wy * mh + iy + sh) % hp, (wx * mw + ix + sw) % wp
+    count = geometry.grid[0] * geometry.grid[1]
+    if not 0 <= window_index < count:
+        raise ValueError(f"Window {window_index} does not exist; this block has {count} windows.")
+    rows, cols = _all_window_positions(geometry)
+    return rows[int(window_index)], cols[int(window_index)]
 
 
 def _all_window_positions(geometry) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, cols)``, each ``[nW, N]``: :func:`window_token_positions` of every window."""
-    (hp, wp), (mh, mw), (sh, sw) = geometry.padded_size, geometry.window_size, geometry.shift_size
-    wy, wx = np.divmod(np.arange((hp // mh) * (wp // mw)), wp // mw)
-    iy, ix = np.divmod(np.arange(mh * mw), mw)
-    return (wy[:, None] * mh + iy[None, :] + sh) % hp, (wx[:, None] * mw + ix[None, :] + sw) % wp
+    """``(rows, cols)``, each ``[nW, N]``: :func:`window_token_positions` of
+    every window (:func:`models.swin.window_positions`, as NumPy arrays)."""
+    rows, cols = window_positions(geometry_of(geometry))
+    return rows.numpy(), cols.numpy()
 
 
 def _is_real(geometry, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -579,7 +557,7 @@ def relative_position_bias_figure(bias_map: torch.Tensor | np.ndarray, title: st
     return fig
 
 
-def _outline_segments(mask: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+def outline_segments(mask: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Line segments ``((x0, y0), (x1, y1))`` along the pixel edges that
     separate ``mask`` from the rest, in image coordinates (pixel (x, y) spans
     [x, x+1) x [y, y+1)); runs along a row / column are merged."""
@@ -625,7 +603,7 @@ def attention_overlay_figure(image: np.ndarray, attention_map: np.ndarray, title
                      interpolation="nearest")
     fig.colorbar(heat, ax=ax, label=colorbar_label, shrink=0.9)
     if window_outline is not None:
-        ax.add_collection(LineCollection(_outline_segments(window_outline), colors="white", linewidths=1.5,
+        ax.add_collection(LineCollection(outline_segments(window_outline), colors="white", linewidths=1.5,
                                          path_effects=_outlined(width=3.0)))
     if query_xy is not None:
         x, y = math.floor(query_xy[0]) + 0.5, math.floor(query_xy[1]) + 0.5  # centre of the clicked pixel

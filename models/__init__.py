@@ -1,8 +1,9 @@
 """The model package: Swin Transformer and the EfficientNet family, numerically
 equal to timm on the same weights, with Hub loading and an offline default.
 
-Public API (see DESIGN.md): :func:`list_models`, :func:`get_spec`,
-:func:`create_model`, :func:`capture_attention`.
+Public API (see the README's "The model package"): :func:`list_models`,
+:func:`get_spec`, :func:`create_model`, :func:`capture_attention`,
+:func:`create_transform`, :func:`prepare_for_inference`.
 """
 from __future__ import annotations
 
@@ -14,16 +15,15 @@ from . import efficientnet, swin
 from .attention import AttentionRecord, capture_attention
 from .hub import (CheckpointMismatchError, WeightsUnavailableError, cached_locally, fetch_bundled_checkpoint,
                   fetch_hub_checkpoint, load_state_dict_strict)
-from .recording import RecordedForward, record_forward
 from .registry import ALIASES, BUNDLED, HUB, LOCAL, NONE, OFFLINE_DEFAULT, ModelSpec, get_spec, list_models
-from .transforms import create_transform
+from .transforms import create_transform, model_input_image
 from .user import (BUNDLED_MODELS, forget_model, read_model_folder, register_model_folder, register_user_models,
                    user_models_dir)
 
 __all__ = [
     "ALIASES", "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
     "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict",
-    "prepare_for_inference", "record_forward", "RecordedForward", "weights_status",
+    "model_input_image", "prepare_for_inference", "weights_status",
     "forget_model", "read_model_folder", "register_model_folder", "register_user_models", "user_models_dir",
 ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import OrderedDict
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,18 @@ from torch import nn
 from .layers import DropPath
 
 FUSED_MBCONV, MBCONV = 0, 1
+
+
+class StageRow(NamedTuple):
+    """One row of a stage table: ``repeat`` blocks of one kind."""
+    repeat: int
+    kernel: int
+    stride: int       # of the stage's first block; the others have stride 1
+    expansion: int    # hidden channels = expansion x input channels
+    in_c: int
+    out_c: int
+    operator: int     # FUSED_MBCONV or MBCONV
+    se_ratio: float   # squeeze-excitation width / input channels; 0: none
 
 #                repeat, kernel, stride, expansion, in_c, out_c, operator, se_ratio
 EFFICIENTNETV2_S = [[2, 3, 1, 1, 24, 24, 0, 0],
@@ -224,38 +236,36 @@ class FusedMBConv(nn.Module):
 class EfficientNet(nn.Module):
     """Stem conv -> table of (Fused-)MBConv blocks -> 1 x 1 head conv -> pool -> classifier."""
 
-    # Its forward reads only the input, its parameters and buffers, with no
-    # branch on their values: models.record_forward may record it.
-    recordable = True
-
     def __init__(self, model_cnf: Sequence[Sequence[float]], num_classes: int = 1000, num_features: int = 1280,
                  dropout_rate: float = 0.2, drop_connect_rate: float = 0.2,
                  activation_layer: Callable[..., nn.Module] = nn.SiLU, bn_eps: float = 1e-3):
         super().__init__()
         for cnf in model_cnf:
-            if len(cnf) != 8:
-                raise ValueError("Each table row has 8 fields: repeat, kernel, stride, expansion, in_c, out_c, "
-                                 "operator, se_ratio.")
-        self.model_cnf = [list(row) for row in model_cnf]
+            if len(cnf) != len(StageRow._fields):
+                raise ValueError(f"Each table row has {len(StageRow._fields)} fields: "
+                                 f"{', '.join(StageRow._fields)}.")
+        self.model_cnf = [StageRow(*row) for row in model_cnf]
+        model_cnf = self.model_cnf
         self.num_classes = num_classes
         self.prepared_for_inference = False  # see prepare_for_inference
         norm_layer = lambda c: nn.BatchNorm2d(c, eps=bn_eps)  # noqa: E731
-        self.stem = ConvBNAct(3, model_cnf[0][4], 3, 2, norm_layer=norm_layer, activation_layer=activation_layer)
+        self.stem = ConvBNAct(3, model_cnf[0].in_c, 3, 2, norm_layer=norm_layer, activation_layer=activation_layer)
 
-        total_blocks = sum(int(row[0]) for row in model_cnf)
+        total_blocks = sum(int(row.repeat) for row in model_cnf)
         blocks, block_id = [], 0
-        for repeat, kernel, stride, expansion, in_c, out_c, operator, se_ratio in model_cnf:
-            op = FusedMBConv if operator == FUSED_MBCONV else MBConv
-            for i in range(int(repeat)):
-                blocks.append(op(kernel_size=kernel, input_c=in_c if i == 0 else out_c, out_c=out_c,
-                                 expand_ratio=expansion, stride=stride if i == 0 else 1, se_ratio=se_ratio,
+        for row in model_cnf:
+            op = FusedMBConv if row.operator == FUSED_MBCONV else MBConv
+            for i in range(int(row.repeat)):
+                blocks.append(op(kernel_size=row.kernel, input_c=row.in_c if i == 0 else row.out_c, out_c=row.out_c,
+                                 expand_ratio=row.expansion, stride=row.stride if i == 0 else 1,
+                                 se_ratio=row.se_ratio,
                                  drop_rate=drop_connect_rate * block_id / total_blocks, norm_layer=norm_layer,
                                  activation_layer=activation_layer))
                 block_id += 1
         self.blocks = nn.Sequential(*blocks)
 
         head = OrderedDict()
-        head["project_conv"] = ConvBNAct(model_cnf[-1][5], num_features, 1, norm_layer=norm_layer,
+        head["project_conv"] = ConvBNAct(model_cnf[-1].out_c, num_features, 1, norm_layer=norm_layer,
                                          activation_layer=activation_layer)
         head["avgpool"] = nn.AdaptiveAvgPool2d(1)
         head["flatten"] = nn.Flatten()
@@ -279,11 +289,11 @@ class EfficientNet(nn.Module):
     def block_layout(self):
         """``(stage, index_in_stage, block_kind)`` for each flat block, kind one of
         ``"fused"``, ``"fused_expand"``, ``"mbconv"``, ``"mbconv_expand"``."""
-        for stage, (repeat, _, _, expansion, _, _, operator, _) in enumerate(self.model_cnf):
-            kind = "fused" if operator == FUSED_MBCONV else "mbconv"
-            if expansion != 1:
+        for stage, row in enumerate(self.model_cnf):
+            kind = "fused" if row.operator == FUSED_MBCONV else "mbconv"
+            if row.expansion != 1:
                 kind += "_expand"
-            for i in range(int(repeat)):
+            for i in range(int(row.repeat)):
                 yield stage, i, kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

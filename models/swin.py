@@ -179,6 +179,19 @@ def reverse_cyclic_shift(x: torch.Tensor, shift_size: Sequence[int]) -> torch.Te
     return torch.roll(x, shifts=(shift_size[0], shift_size[1]), dims=(1, 2))
 
 
+def window_positions(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each window slot comes from: ``(rows, cols)``, each ``[nW, N]``
+    int64, the position in the *original* padded map of token ``j`` of window
+    ``w`` (windows row-major over the shifted map, tokens row-major inside).
+    Positions ``>= feature_size`` are padding. The cyclic shift moves original
+    position ``(y + sh, x + sw)`` (mod the padded size) to ``(y, x)``."""
+    (hp, wp), (mh, mw), (sh, sw) = geometry.padded_size, geometry.window_size, geometry.shift_size
+    wy, wx = torch.div(torch.arange(geometry.num_windows), wp // mw, rounding_mode="floor"), \
+        torch.arange(geometry.num_windows) % (wp // mw)
+    iy, ix = torch.div(torch.arange(mh * mw), mw, rounding_mode="floor"), torch.arange(mh * mw) % mw
+    return (wy[:, None] * mh + iy[None, :] + sh) % hp, (wx[:, None] * mw + ix[None, :] + sw) % wp
+
+
 @lru_cache(maxsize=128)
 def window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad, cyclic shift and window partition as one gather, and its inverse.
@@ -199,12 +212,9 @@ def window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Te
 
 
 def _window_token_order(geometry: WindowGeometry) -> tuple[torch.Tensor, torch.Tensor]:
-    (h, w), (hp, wp), (sh, sw) = geometry.feature_size, geometry.padded_size, geometry.shift_size
-    rows = (torch.arange(hp) + sh) % hp  # the shift moves row (y + sh) to y
-    cols = (torch.arange(wp) + sw) % wp
-    source = rows[:, None] * wp + cols[None, :]  # [Hp, Wp] index into the padded map
-    source = window_partition(source[None, :, :, None], geometry.window_size).reshape(-1)
-    y, x = source // wp, source % wp
+    (h, w), (hp, wp) = geometry.feature_size, geometry.padded_size
+    rows, cols = window_positions(geometry)
+    y, x = rows.reshape(-1), cols.reshape(-1)
     real = (y < h) & (x < w)
     to_windows = torch.where(real, y * w + x, h * w)
     from_windows = torch.empty(h * w, dtype=torch.long)
@@ -423,12 +433,15 @@ class SwinTransformerBlock(nn.Module):
     def attention_bias(self, geometry: WindowGeometry, device, dtype) -> torch.Tensor:
         """``[nW or 1, heads, N, N]``: relative position bias plus the shift
         mask (0 / -100). Built once per input size while no gradient is being
-        recorded; rebuilt when the bias table changes."""
+        recorded; rebuilt when the bias table's values change (a copy of the
+        table, a few thousand numbers, is kept to compare: loading weights
+        writes into the same tensor)."""
         table = self.attn.relative_position_bias_table
         cacheable = not torch.is_grad_enabled()
-        key = (geometry, device, dtype, table._version, table.data_ptr(), torch.is_inference_mode_enabled())
-        if cacheable and key in self._bias_cache:
-            return self._bias_cache[key]
+        key = (geometry, device, dtype, torch.is_inference_mode_enabled())
+        cached = self._bias_cache.get(key) if cacheable else None
+        if cached is not None and torch.equal(cached[0], table):
+            return cached[1]
         bias = self.attn.relative_position_bias(geometry.window_size).unsqueeze(0)  # [1, heads, N, N]
         if any(geometry.shift_size):
             allowed = shifted_window_mask(geometry.padded_size, geometry.window_size, geometry.shift_size)
@@ -438,7 +451,7 @@ class SwinTransformerBlock(nn.Module):
         if cacheable:
             if len(self._bias_cache) >= 4:
                 self._bias_cache.clear()
-            self._bias_cache[key] = bias
+            self._bias_cache[key] = (table.detach().clone(), bias)
         return bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -538,6 +551,18 @@ class SwinTransformer(nn.Module):
         self.norm = norm_layer(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
+
+    def feature_sizes(self, input_hw: Sequence[int]) -> list[tuple[int, int]]:
+        """``(H, W)`` in tokens of each stage for an input of ``input_hw``
+        pixels: the patch embedding pads to whole patches, each patch merging
+        to an even size, so stage 0 is ``ceil(side / patch)`` and each next
+        stage ``ceil(previous / 2)``."""
+        h, w = math.ceil(input_hw[0] / self.patch_size), math.ceil(input_hw[1] / self.patch_size)
+        sizes = []
+        for _ in self.depths:
+            sizes.append((h, w))
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return sizes
 
     def stage_blocks(self):
         """``(stage, block_index, block)`` for every block, in forward order."""

@@ -4,7 +4,9 @@ scale to [0, 1], normalise."""
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
+import numpy as np
 import torch
 from torchvision.transforms import v2 as T
 
@@ -34,3 +36,15 @@ def create_transform(spec: ModelSpec) -> T.Compose:
         T.ToDtype(torch.float32, scale=True),
         T.Normalize(spec.mean, spec.std),
     ])
+
+
+def model_input_image(x: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """The normalised model input ``[3, H, W]`` (or ``[1, 3, H, W]``) back to
+    RGB ``[H, W, 3]`` uint8: the exact pixels the model saw."""
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"Expected a [3, H, W] tensor, got shape {tuple(x.shape)}.")
+    rgb = x.astype(np.float64) * np.asarray(std, float)[:, None, None] + np.asarray(mean, float)[:, None, None]
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)

@@ -1,21 +1,19 @@
 """Shared fixtures. The Hub is never reached: a loopback fake (tests/fakehub.py)
 serves checkpoints the tests make, into a Hub cache in a temporary folder."""
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 # Models a developer trained (user_models/) are no part of the tests: an empty
 # folder, set before the model package is imported (it registers them then).
-import os  # noqa: E402
-import tempfile  # noqa: E402
-
 os.environ["APP_USER_MODELS"] = tempfile.mkdtemp(prefix="no-user-models-")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakehub import FakeHub, fast_retries, set_timeouts, use_hub  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -36,7 +34,6 @@ def fake_hub(monkeypatch, tmp_path):
 # ---------------------------------------------------------------------------
 
 import contextlib  # noqa: E402
-import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402

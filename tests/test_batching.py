@@ -145,28 +145,6 @@ def test_at_most_one_batch_per_lane_runs_at_once():
             assert [f.result(BOUND_S) for f in futures] == list(range(6))
 
 
-def test_after_a_batch_of_n_the_next_one_waits_for_n_requests_then_a_lone_one_runs_alone():
-    recorder = Recorder()
-    batcher = MicroBatcher(recorder, max_batch=8, max_wait_s=BOUND_S)
-    submit_all(batcher, recorder, [("k", i) for i in range(5)])  # batches of 1, then 4
-    # Four clients answered together send again, one after the other: the
-    # first waits for the other three instead of running alone.
-    with ThreadPoolExecutor(4) as pool:
-        futures = []
-        for i in range(5, 9):
-            futures.append(pool.submit(batcher.submit, "k", i))
-            wait_until(lambda: batcher.waiting == len(futures) or len(recorder.batches) == 3, "the request to queue")
-        assert [f.result(BOUND_S) for f in futures] == [("k", i * 10) for i in range(5, 9)]
-    assert [len(items) for _, items in recorder.batches] == [1, 4, 4]
-
-    recorder = Recorder()
-    quick = MicroBatcher(recorder, max_batch=8, max_wait_s=0.01)
-    submit_all(quick, recorder, [("k", i) for i in range(5)])  # batches of 1, then 4
-    assert quick.submit("k", 9) == ("k", 90)  # waited at most 10 ms for company, then ran alone
-    assert quick.submit("k", 10) == ("k", 100)  # after a batch of one nothing waits
-    assert [size for size, _ in quick.batches] == [1, 4, 1, 1]
-
-
 def test_a_lone_request_runs_wide_and_those_that_queue_behind_it_share_the_lanes():
     """lanes=2, wide_lanes=2 (the app on 2 cores): a request alone holds both
     lanes, nothing starts beside it, and the 5 that queued meanwhile run in
@@ -305,11 +283,26 @@ def test_a_batched_forward_gives_each_image_its_own_probabilities(service):
     model = service.models.get("efficientnet_lite0", True)
     transform = __import__("models").create_transform(model.spec)
     inputs = [transform(images.load_image(EXAMPLES_DIR / name)) for name in ("cat.jpg", "espresso.jpg", "rocket.jpg")]
-    batched = service._classify_batch(None, [(model, x) for x in inputs], wide=False)  # on a core worker
+    batched = service._run_batch(("classify",), [(model, x) for x in inputs], wide=False)  # on a core worker
     for x, (probabilities, _, batch_size) in zip(inputs, batched):
-        (alone, _, one), = service._classify_batch(None, [(model, x)])
+        (alone, _, one), = service._run_batch(("classify",), [(model, x)])
         assert batch_size == 3 and one == 1
         assert torch.allclose(probabilities, alone, atol=1e-5)
+
+
+def test_swin_forwards_share_the_classifications_queue(service, monkeypatch):
+    """The views' forwards go through the same batcher, as the kind "swin"."""
+    kinds = []
+    run = service.classifier._run_batch
+
+    def recording(key, items, **options):
+        kinds.append(key[0])
+        return run(key, items, **options)
+
+    monkeypatch.setattr(service.classifier, "_run_batch", recording)
+    forward = service.swin_forward(images.load_image(EXAMPLES_DIR / "cat.jpg"), "swin_cifar")
+    service.classify(images.load_image(EXAMPLES_DIR / "cat.jpg"), "swin_cifar")
+    assert kinds == ["swin", "classify"] and len(forward.records) == sum(forward.model.depths)
 
 
 def test_concurrent_classifications_are_batched_and_each_gets_its_image_label(service, monkeypatch):
@@ -357,7 +350,7 @@ def test_the_page_says_when_a_forward_served_several_requests(service, monkeypat
     assert "the model took **120 ms** for a batch of 4 images sent at once" in details
 
 
-def test_classify_events_may_run_together_and_the_views_one_at_a_time(service, monkeypatch):
+def test_classify_and_view_events_share_one_limit(service, monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "")  # (restored to its state before the test at its end)
     monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY")
     demo = build_demo(service)
@@ -366,7 +359,6 @@ def test_classify_events_may_run_together_and_the_views_one_at_a_time(service, m
     functions = {fn.api_name: fn for fn in demo.fns.values()}
     limit = service.classifier.max_batch * service.classifier.lanes  # 16 on 2 lanes
     assert limit == 16 and classify_concurrency(InferenceService(Settings(torch_threads=8))) == 16  # never more
-    for name in ("classify", "classify_ui"):  # the API and the page
-        assert (functions[name].concurrency_id, functions[name].concurrency_limit) == ("classify", limit)
-    assert (functions["swin_views"].concurrency_id, functions["swin_views"].concurrency_limit) == \
-        ("model", service.settings.concurrency)
+    # The API and the page: their forwards wait in the service's batcher, in arrival order.
+    for name in ("classify", "classify_ui", "swin_views", "swin_views_ui"):
+        assert (functions[name].concurrency_id, functions[name].concurrency_limit) == ("model", limit), name

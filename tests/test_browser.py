@@ -88,19 +88,35 @@ def test_upload_classify_then_look_inside_swin(page, app_server):
     before = page.locator("#query-attention img").get_attribute("src")
     assert before
 
-    # Click a point on the model input: the query moves there and a new attention map appears.
-    handle = page.locator("#model-input img").element_handle()
-    page_x, page_y, natural_w, natural_h = page.evaluate(PIXEL_TO_PAGE, [handle, 40, 180])
-    assert (natural_w, natural_h) == (224, 224)
-    page.mouse.click(page_x - page.evaluate("window.scrollX"), page_y - page.evaluate("window.scrollY"))
-    page.wait_for_function("() => document.querySelector('#query-x input').value === '40'")
-    assert page.locator("#query-y input").input_value() == "180"
-    page.wait_for_function(
-        "(old) => { const i = document.querySelector('#query-attention img'); return i && i.src !== old; }",
-        arg=before)
-    page.wait_for_selector("#swin-summary:has-text('Query pixel (40, 180)')")
-    attention = page.locator("#query-attention img")
-    assert attention.evaluate("i => i.complete && i.naturalWidth > 300")
+    # Click three points on the model input, each in another window: each time
+    # the query moves there and the views that depend on it change (the
+    # marked model input, the query's attention, the window's mask).
+    views = ["#model-input img", "#query-attention img", "#mask img"]
+
+    def sources() -> list:
+        return [page.locator(selector).get_attribute("src") if page.locator(selector).count() else None
+                for selector in views]
+
+    previous = sources()
+    assert previous[0] and previous[1]
+    for x, y in [(40, 180), (180, 40), (120, 120)]:
+        handle = page.locator("#model-input img").element_handle()
+        page_x, page_y, natural_w, natural_h = page.evaluate(PIXEL_TO_PAGE, [handle, x, y])
+        assert (natural_w, natural_h) == (224, 224)
+        page.mouse.click(page_x - page.evaluate("window.scrollX"), page_y - page.evaluate("window.scrollY"))
+        page.wait_for_function(f"() => document.querySelector('#query-x input').value === '{x}'")
+        assert page.locator("#query-y input").input_value() == str(y)
+        page.wait_for_selector(f"#swin-summary:has-text('Query pixel ({x}, {y})')")
+        page.wait_for_function(
+            """(old) => { const i = document.querySelector('#query-attention img'); return i && i.src !== old; }""",
+            arg=previous[1])
+        now = sources()
+        for selector, old, new in zip(views, previous, now):
+            if old is not None or selector != "#mask img":  # the mask's tab may not be drawn while hidden
+                assert new and new != old, f"{selector} did not change after the click at ({x}, {y})"
+        previous = now
+        attention = page.locator("#query-attention img")
+        assert attention.evaluate("i => i.complete && i.naturalWidth > 300")
     page.locator("#query-attention").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
 

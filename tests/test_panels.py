@@ -1,11 +1,12 @@
-"""The drawn Swin views are kept per forward: a click that moves the query
-point redraws only the views that depend on it, and a view taken from the
-cache is the very picture that drawing it again gives."""
+"""The Swin views are painted into frames drawn once per architecture and
+stage: a click, another head or another image draws no matplotlib figure,
+each click changes what it should, and a view taken from the cache is the
+very picture that painting it again gives."""
 import numpy as np
 import pytest
 
 from conftest import ROOT
-from demo import images, panels, views
+from demo import frames, images, panels, service as service_module, views
 from demo.service import ByteLRU, InferenceService, Settings
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -19,15 +20,15 @@ def service():
 
 @pytest.fixture
 def draw_count(monkeypatch):
-    """How many figures were drawn since the test started."""
+    """How many matplotlib figures were drawn since the test started."""
     count = [0]
-    draw = panels.figure_to_array
+    draw = frames.figure_to_array
 
     def counting(fig):
         count[0] += 1
         return draw(fig)
 
-    monkeypatch.setattr(panels, "figure_to_array", counting)
+    monkeypatch.setattr(frames, "figure_to_array", counting)
     return count
 
 
@@ -53,39 +54,53 @@ def points_by_window(forward, stage, block, start):
     return same, other
 
 
-def test_a_click_redraws_only_the_views_that_depend_on_it(service, draw_count):
+def test_a_click_draws_no_figure_and_changes_its_views(service, draw_count):
     forward = service.swin_forward(images.load_image(EXAMPLES_DIR / "cat.jpg"), "swin_cifar")
     cache = ByteLRU(2**30, lambda a: a.nbytes)
     # swin_cifar stage 0: 8 x 8 tokens of 4 pixels, windows of 4 x 4 tokens (16 pixels); block 1 is shifted.
     first = render(forward, 0, 1, "mean", 5, 5, cache)
-    assert draw_count[0] == 5
+    assert draw_count[0] == 5  # one frame per view
 
-    def drawn_by(*selection) -> int:
+    def drawn_by(*selection):
         before = draw_count[0]
-        render(forward, *selection, cache)
-        return draw_count[0] - before
+        panels_now = render(forward, *selection, cache)
+        return draw_count[0] - before, panels_now
 
     same, other = points_by_window(forward, 0, 1, (5, 5))
-    assert drawn_by(0, 1, "mean", 5, 5) == 0               # the same selection: nothing drawn
-    assert drawn_by(0, 1, "mean", *same) == 1              # another point in the same window: its attention
-    assert drawn_by(0, 1, "mean", *other) == 2             # a point in another window: its attention and mask
-    assert drawn_by(0, 1, "0", *other) == 2                # one head: its query and block attention
-    assert drawn_by(1, 0, "mean", *other) == 5             # another stage: every view
+    drawn, in_window = drawn_by(0, 1, "mean", *same)
+    assert drawn == 0
+    assert not np.array_equal(in_window.query_attention, first.query_attention)
+    assert np.array_equal(in_window.mask, first.mask) and np.array_equal(in_window.bias, first.bias)
+    drawn, elsewhere = drawn_by(0, 1, "mean", *other)
+    assert drawn == 0
+    assert not np.array_equal(elsewhere.mask, first.mask)  # another window: its mask
+    drawn, one_head = drawn_by(0, 1, "0", *other)
+    assert drawn == 0 and not np.array_equal(one_head.block_attention, elsewhere.block_attention)
+    assert drawn_by(1, 0, "mean", *other)[0] == 3  # another stage: its windows, mask and bias frames
 
-    other = service.swin_forward(images.load_image(EXAMPLES_DIR / "espresso.jpg"), "swin_cifar")
+    espresso = service.swin_forward(images.load_image(EXAMPLES_DIR / "espresso.jpg"), "swin_cifar")
     before = draw_count[0]
-    render(other, 0, 1, "mean", 5, 5, cache)      # another image: nothing of the first one reused
-    assert draw_count[0] - before == 5
+    second = render(espresso, 0, 1, "mean", 5, 5, cache)  # another image: the frames serve it too
+    assert draw_count[0] == before
+    assert not np.array_equal(second.windows, first.windows)
 
     uncached = render(forward, 0, 1, "mean", 5, 5, None)
     for view in VIEWS:
         assert np.array_equal(getattr(first, view), getattr(uncached, view)), view
 
 
-def test_the_app_keeps_its_drawings_within_their_bound(service):
-    assert service.drawings.max_bytes > 0
-    forward = service.swin_forward(images.load_image(EXAMPLES_DIR / "rocket.jpg"), "swin_cifar")
-    small = ByteLRU(3 * 2**20, lambda a: a.nbytes)  # room for a few views only
-    for x in range(0, 32, 4):
-        render(forward, 0, 1, "mean", x, x, small)
-    assert small.total_bytes <= 3 * 2**20
+def test_the_app_keeps_its_drawings_within_their_bound(monkeypatch):
+    """The app's own drawing cache (``InferenceService.drawings``, sized by
+    ``DRAWING_CACHE_MB``), made small so that the views overflow it."""
+    monkeypatch.setattr(service_module, "DRAWING_CACHE_MB", 8)  # the frames of one stage (~5 MB) and a few views
+    app_service = InferenceService(Settings(torch_threads=1))
+    bound = app_service.drawings.max_bytes
+    assert bound == 8 * 2**20
+    filled = 0
+    for name in ("cat.jpg", "rocket.jpg", "coins.png", "clock.png", "espresso.jpg", "camera.png"):
+        forward = app_service.swin_forward(images.load_image(EXAMPLES_DIR / name), "swin_cifar")
+        for block in range(2):
+            render(forward, 0, block, "mean", 3, 3, app_service.drawings)
+            filled = max(filled, app_service.drawings.total_bytes)
+            assert app_service.drawings.total_bytes <= bound
+    assert filled > bound / 2  # the views did fill it

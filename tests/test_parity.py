@@ -13,7 +13,7 @@ from timm.models import save_for_hf
 from timm.utils import AttentionExtract
 
 import models
-from timm_reference import calibrate_batchnorm
+from benchmarks.timm_reference import calibrate_batchnorm
 
 TOLERANCE = 1e-4
 
@@ -33,6 +33,11 @@ NON_SQUARE = {
     "tf_efficientnetv2_l": (257, 199),
 }
 HUB_MODELS = [n for n in models.list_models() if models.get_spec(n).hf_hub_id]
+# One full-size model per family runs by default; the others only in
+# `make test-all` (marker `slow`): the code paths are the same, the sizes
+# are what takes minutes. The small configurations below cover the paths.
+DEFAULT_FULL_SIZE = {"swin_tiny_patch4_window7_224", "tf_efficientnetv2_s"}
+HUB_PARAMS = [pytest.param(n, marks=() if n in DEFAULT_FULL_SIZE else pytest.mark.slow) for n in HUB_MODELS]
 
 
 def test_every_hub_architecture_is_compared():
@@ -90,7 +95,7 @@ def reference_at(name, reference, size):
     return other
 
 
-@pytest.mark.parametrize("name", HUB_MODELS)
+@pytest.mark.parametrize("name", HUB_PARAMS)
 def test_hub_checkpoint_gives_timms_logits(fake_hub, tmp_path, name):
     reference = publish(fake_hub, name, tmp_path)
     model = models.create_model(name, pretrained=True)
@@ -158,3 +163,32 @@ def test_our_lite0_architecture_is_timms_tf_efficientnet_lite0():
         models.prepare_for_inference(model)  # as the app runs it
         for x, logits in zip(inputs, expected):
             assert (logits - model(x)).abs().max().item() <= TOLERANCE
+
+
+# Small Swins with random weights: every path of the full-size ones (plain and
+# shifted blocks, patch merging, several heads, non-square inputs) in a fraction of the time. Every map is a
+# multiple of its window: timm pads after the cyclic shift, the seed (and we)
+# before it, so with padding the two differ by design (tests/test_views.py
+# checks our padding against hand-computed positions).
+SMALL_SWINS = [
+    ("two stages, window 7", dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=7), (56, 112)),
+    ("three stages, window 4", dict(embed_dim=24, depths=(2, 2, 2), num_heads=(1, 2, 3), window_size=4), (64, 128)),
+]
+
+
+@pytest.mark.parametrize("config, size", [c[1:] for c in SMALL_SWINS], ids=[c[0] for c in SMALL_SWINS])
+def test_small_swins_give_timms_logits(config, size):
+    reference = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=size, num_classes=10,
+                                  **config).eval()
+    randomize(reference)
+    model = models.create_model("swin_tiny_patch4_window7_224", num_classes=10, **config)
+    models.load_timm_state_dict(model, reference.state_dict(), "timm, small configuration")
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        expected, actual = reference(x), model(x)
+        with models.capture_attention(model) as records:
+            captured = model(x)
+    assert expected.std() > 0.05  # not two flat outputs
+    assert (expected - actual).abs().max().item() <= TOLERANCE
+    assert (captured - actual).abs().max().item() <= TOLERANCE
+    assert any(any(r.shift_size) for r in records)

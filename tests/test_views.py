@@ -2,9 +2,6 @@
 image, and the figures. Placement is checked against hand-computed positions
 and against the model's own path (cyclic shift with torch.roll, then
 window_partition / window_reverse), never against the code under test."""
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,12 +9,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import models  # noqa: E402
-from demo import views  # noqa: E402
-from models.attention import AttentionRecord  # noqa: E402
-from models.swin import (cyclic_shift, reverse_cyclic_shift, shifted_window_mask, window_geometry,  # noqa: E402
+import models
+from demo import views
+from models.attention import AttentionRecord
+from models.swin import (cyclic_shift, reverse_cyclic_shift, shifted_window_mask, window_geometry,
                          window_partition, window_reverse)
 
 # The seed's region table for a 9 x 9 map, window 3, shift 1.
@@ -127,7 +122,7 @@ def test_stage_geometries_for_sides_that_are_not_multiples():
     model = models.create_model("swin_cifar")
     with torch.no_grad(), models.capture_attention(model) as records:
         model(torch.randn(1, 3, 30, 27))
-    assert views.stage_feature_sizes(model, (30, 27)) == [(15, 14), (8, 7), (4, 4)]
+    assert model.feature_sizes((30, 27)) == [(15, 14), (8, 7), (4, 4)]
     geometries = views.stage_geometries(model, (30, 27))
     for record in records:
         assert views.geometry_of(record) == geometries[record.stage][record.block]

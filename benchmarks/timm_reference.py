@@ -1,5 +1,7 @@
-"""timm reference models with random weights, for the parity tests and the benchmarks."""
+"""timm reference models with random weights, for the benchmarks and the parity tests."""
 import torch
+
+BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 
 
 def calibrate_batchnorm(model: torch.nn.Module, generator: torch.Generator, size: int) -> None:
@@ -8,7 +10,7 @@ def calibrate_batchnorm(model: torch.nn.Module, generator: torch.Generator, size
     activations of order one through a deep random network (so that fp32
     rounding stays small, and timings are those of real weights: no
     overflow, no denormals)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
     if not norms:
         return
     for m in norms:
