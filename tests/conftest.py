@@ -29,6 +29,19 @@ def fake_hub(monkeypatch, tmp_path):
         yield hub
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's training tests: on the shared
+    2-core test machine two threads per process oversubscribe the cores and
+    small models train several times slower (tests/test_training.py)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------------------
 # The app under test (tests/test_app.py, tests/test_browser.py)
 # ---------------------------------------------------------------------------

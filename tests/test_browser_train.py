@@ -1,11 +1,13 @@
 """The Train tab in a real browser (Debian's chromium through Playwright,
-as tests/test_browser.py): start a short digits training, see the curve
-appear and update each epoch, then classify a digit with the new model."""
+as tests/test_browser.py): start a short digits training (the tab's tiny
+Swin, 2 epochs: seconds, not minutes), see the curve appear and update each
+epoch, then classify a digit with the new model."""
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, running_app
+from demo.train_tab import TINY
 from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, top_label
 
 pytestmark = pytest.mark.browser
@@ -15,7 +17,10 @@ DIGIT_EXAMPLE = ROOT / "assets" / "examples" / "digit_3.png"
 @pytest.fixture(scope="module")
 def train_app(tmp_path_factory):
     home = tmp_path_factory.mktemp("train-app")
-    with running_app(home, HF_HUB_OFFLINE="1", APP_USER_MODELS=str(home / "user_models")) as server:
+    # One torch thread: on the shared 2-core test machine two threads per
+    # process spin against the other jobs and one training epoch took minutes.
+    with running_app(home, HF_HUB_OFFLINE="1", APP_USER_MODELS=str(home / "user_models"),
+                     APP_TORCH_THREADS="1") as server:
         yield server, home / "user_models"
 
 
@@ -31,6 +36,7 @@ def test_train_in_the_browser_then_classify_with_the_new_model(train_app):
         page.set_default_timeout(TIMEOUT_MS * 2)
         page.goto(server.url)
         page.get_by_role("tab", name="Train").click()
+        page.locator("#train-size label", has_text=TINY).click()
         page.locator("#train-epochs input").fill("2")
         page.locator("#train-name textarea, #train-name input").first.fill("browser_digits")
         page.locator("#train-start").click()

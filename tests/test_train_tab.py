@@ -1,6 +1,7 @@
 """The Train tab's callbacks, without a browser: a short digits run streams
 its curve each epoch, registers the model and offers the folder as a zip;
 Cancel keeps a checkpoint; bad requests get one sentence."""
+import json
 import zipfile
 
 import gradio as gr
@@ -12,14 +13,20 @@ import training
 from demo import train_tab
 from training import recipes
 
-TINY = dict(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, patch_size=2, image_size=16,
-            drop_path_rate=0.0)
+from conftest import ROOT
+
+TINY = train_tab.TINY  # the plumbing, not the model, is under test: the tab's quick-try size
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_torch_thread):
+    """Every training here on one torch thread (see conftest.one_torch_thread)."""
+    yield
 
 
 @pytest.fixture
 def tab(monkeypatch, tmp_path):
     monkeypatch.setenv("APP_USER_MODELS", str(tmp_path / "user_models"))
-    monkeypatch.setattr(train_tab, "DIGITS_SWIN", TINY)  # the plumbing, not the model, is under test
     callbacks = train_tab.TrainCallbacks()
     yield callbacks
     for name in ("tab_digits", "tab_cancelled"):
@@ -31,7 +38,7 @@ def no_progress(*args, **kwargs):
 
 
 def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
-    outputs = list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 2, 0.002, "tab_digits",
+    outputs = list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 2, 0.002, "tab_digits", TINY,
                              progress=no_progress))
     epochs = [o for o in outputs if o[0].startswith("Epoch")]
     assert [o[0].split(":")[0] for o in epochs] == ["Epoch 1/2", "Epoch 2/2"]
@@ -42,19 +49,23 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     assert {"model.safetensors", "config.json", "metrics.json"} <= set(zipfile.ZipFile(download).namelist())
     assert (tmp_path / "user_models" / "tab_digits" / "model.safetensors").is_file()
     assert "tab_digits" in models.list_models() and models.weights_status("tab_digits") == "trained"
+    config = models.read_model_folder(tmp_path / "user_models" / "tab_digits")["inside_classifier"]["config"]
+    assert config["embed_dim"] == train_tab.TINY_DIGITS_SWIN["embed_dim"]  # the size chosen was trained
     model = models.create_model("tab_digits", pretrained=True)
     assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
     assert ("tab_digits · trained here", "tab_digits") in tab.architecture_updates("efficientnet_lite0")["choices"]
     # the same name again: refused, the model kept
     with pytest.raises(gr.Error, match="taken"):
-        next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.002, "tab_digits", progress=no_progress))
+        next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.002, "tab_digits", TINY,
+                       progress=no_progress))
     # a fresh start of the app finds it again
     models.forget_model("tab_digits")
     assert "tab_digits" in models.register_user_models()
 
 
 def test_cancel_keeps_the_best_checkpoint_so_far(tab, tmp_path):
-    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 5, 0.002, "tab_cancelled", progress=no_progress)
+    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 5, 0.002, "tab_cancelled", TINY,
+                    progress=no_progress)
     assert next(run)[0].startswith("Preparing")
     tab.cancel_event.set()  # as the Cancel button does, before the first step ends
     outputs = list(run)
@@ -63,15 +74,34 @@ def test_cancel_keeps_the_best_checkpoint_so_far(tab, tmp_path):
     assert tab.cancel() == "Nothing is training."
 
 
-@pytest.mark.parametrize("source, archive, name, match", [
-    (train_tab.DIGITS, None, "swin_t", "taken"),
-    (train_tab.DIGITS, None, "../evil", "not a usable model name"),
-    (train_tab.UPLOAD, None, "mine", "Upload a .zip"),
+@pytest.mark.parametrize("source, archive, name, size, match", [
+    (train_tab.DIGITS, None, "swin_t", TINY, "taken"),
+    (train_tab.DIGITS, None, "../evil", TINY, "not a usable model name"),
+    (train_tab.UPLOAD, None, "mine", TINY, "Upload a .zip"),
+    (train_tab.DIGITS, None, "mine", "huge", "Choose a model size"),
 ])
-def test_bad_requests_get_one_sentence(tab, source, archive, name, match):
+def test_bad_requests_get_one_sentence(tab, source, archive, name, size, match):
     with pytest.raises(gr.Error, match=match) as info:
-        next(tab.train(source, archive, "efficientnet_lite0", 1, 0.01, name, progress=no_progress))
+        next(tab.train(source, archive, "efficientnet_lite0", 1, 0.01, name, size, progress=no_progress))
     assert info.value.message.endswith(".") and "\n" not in info.value.message
+
+
+def test_small_is_the_bundled_swin_digits_recipe(tab, monkeypatch):
+    """The default size trains the bundled swin_digits' configuration and recipe
+    (checked on the arguments; a real run takes far longer)."""
+    bundled = json.loads((ROOT / "assets" / "models" / "swin_digits" / "config.json").read_text())
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in bundled["inside_classifier"]["config"].items()}
+    assert dict(config, image_size=bundled["pretrained_cfg"]["input_size"][-1]) == train_tab.DIGITS_SWIN
+    calls = []
+
+    def scratch(out, dataset, **kwargs):
+        calls.append(kwargs)
+        raise training.TrainingInputError("stopped by the test.")
+    monkeypatch.setattr(training, "scratch", scratch)
+    with pytest.raises(gr.Error, match="stopped by the test"):
+        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 3, 0.001, "tab_small", progress=no_progress))
+    assert {k: calls[0][k] for k in train_tab.DIGITS_SWIN} == train_tab.DIGITS_SWIN
+    assert {k: calls[0][k] for k in train_tab.DIGITS_RECIPE} == train_tab.DIGITS_RECIPE
 
 
 def test_a_second_training_is_refused(tab):

@@ -45,6 +45,12 @@ def make_class_folder(root: Path, per_class: int = PER_CLASS, seed: int = 0) -> 
     return root
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_torch_thread):
+    """Every training here on one torch thread (see conftest.one_torch_thread)."""
+    yield
+
+
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory):
     """Lite0 fine-tuned for 3 epochs (frozen backbone, cached features) on

@@ -1,5 +1,9 @@
 """The same command on 2 processes (torchrun, DistributedDataParallel over
-gloo, CPU) and on 1 gives the same model.
+gloo, CPU) and on 1 gives the same model. The 1-process run is the same
+command's ``main`` in this process, on one torch thread (as
+``OMP_NUM_THREADS=1``), while torchrun starts its 2 processes: most of the
+test's time is starting Python and importing torch, so one start fewer,
+and the two runs overlapping, make it shorter.
 
 Each of the 2 processes takes half of every global batch of the same seeded
 permutation and DDP averages the gradients, so the runs differ only in the
@@ -27,18 +31,27 @@ ARGS = ["scratch", "--dataset", "digits", "--embed-dim", "16", "--depths", "2,2"
         "--seed", "0"]
 
 
-def run(out: Path, processes: int) -> None:
+def start_torchrun(out: Path, processes: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                str(processes)] if processes > 1 else [sys.executable]
-    result = subprocess.run([*launcher, "-m", "training", *ARGS, "--out", str(out)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+    return subprocess.Popen([*launcher, "-m", "training", *ARGS, "--out", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_processes_agree_with_one(tmp_path):
-    run(tmp_path / "one", 1)
-    run(tmp_path / "two", 2)
+def test_two_processes_agree_with_one(tmp_path, one_torch_thread, monkeypatch):
+    from training.__main__ import main
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):  # this process is the plain, 1-process run
+        monkeypatch.delenv(name, raising=False)
+    torchrun = start_torchrun(tmp_path / "two", 2)
+    try:
+        assert main([*ARGS, "--out", str(tmp_path / "one")]) == 0
+        output, _ = torchrun.communicate(timeout=240)
+    finally:
+        if torchrun.poll() is None:  # a failure or a time-out here: torchrun stops its workers on SIGTERM
+            torchrun.terminate()
+            output, _ = torchrun.communicate(timeout=30)
+    assert torchrun.returncode == 0, output[-6000:]
     one, two = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("one", "two"))
     assert one.keys() == two.keys()
     difference = max((one[k] - two[k]).abs().max().item() for k in one)
