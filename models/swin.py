@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import _recorder_for
-from .layers import DropPath, linear, linear_gelu, linear_residual
+from .layers import DropPath
 
 # The additive value that keeps tokens of different regions apart. The official
 # implementation and timm use -100 (not -inf), so we do too: softmax then gives
@@ -255,7 +255,7 @@ class MLP(nn.Module):
         self.drop2 = nn.Dropout(dropout)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return linear_gelu(x, self.fc1, self.drop1)
+        return self.drop1(F.gelu(self.fc1(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop2(self.fc2(self.hidden(x)))
@@ -313,7 +313,7 @@ class WindowAttention(nn.Module):
     def project_qkv(self, x: torch.Tensor, num_windows: int, window_size: Sequence[int]):
         """``x`` ``[B * nW, N, C]`` -> q, k, v, each ``[B * nW, heads, N, d]``."""
         bw, n, _ = x.shape
-        qkv = linear(x, self.qkv).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv.unbind(0)
 
     def arrange_bias(self, attn_bias: torch.Tensor, batch_windows: int, num_windows: int) -> torch.Tensor:
@@ -344,7 +344,7 @@ class WindowAttention(nn.Module):
 
     def project_residual(self, x: torch.Tensor, residual: torch.Tensor, branch) -> torch.Tensor:
         """``residual + branch(project(x))``, ``x`` ``[B, L, C]``."""
-        return linear_residual(x, self.proj, residual, branch)
+        return residual + branch(self.proj(x))
 
     # -- shared by every layout ---------------------------------------------
 
@@ -466,12 +466,10 @@ class SwinTransformerBlock(nn.Module):
         out = self.attn.attend(windows, self.attention_bias(g, x.device, x.dtype), g.num_windows,
                                _recorder_for(self, g), g.window_size)
         # Back to map order (shift undone, padding dropped), then the output
-        # projection (per token, so it commutes with the reordering) fused
-        # with the residual.
+        # projection (per token, so it commutes with the reordering) and the residual.
         out = out.view(b, -1, c).index_select(1, from_windows.to(x.device))  # [B, H * W, C]
         x = self.attn.project_residual(out, shortcut, lambda t: self.drop_path(self.attn.proj_dropout(t)))
-        x = linear_residual(self.mlp.hidden(self.norm2(x)), self.mlp.fc2, x,
-                            lambda t: self.drop_path(self.mlp.drop2(t)))
+        x = x + self.drop_path(self.mlp.drop2(self.mlp.fc2(self.mlp.hidden(self.norm2(x)))))
         return x.view(b, h, w, c)
 
 
@@ -492,7 +490,7 @@ class PatchMerging(nn.Module):
         # Channel order [x(0,0), x(1,0), x(0,1), x(1,1)] (row, col) as in the
         # official implementation: [B, H/2, 2(row), W/2, 2(col), C] -> col-major.
         x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)
-        return linear(self.norm(x), self.reduction)
+        return self.reduction(self.norm(x))
 
 
 class BasicLayer(nn.Module):

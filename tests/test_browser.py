@@ -115,8 +115,10 @@ def test_upload_classify_then_look_inside_swin(page, app_server):
             if old is not None or selector != "#mask img":  # the mask's tab may not be drawn while hidden
                 assert new and new != old, f"{selector} did not change after the click at ({x}, {y})"
         previous = now
-        attention = page.locator("#query-attention img")
-        assert attention.evaluate("i => i.complete && i.naturalWidth > 300")
+        # The new picture loads after its src changes: wait for it, then check it is the full-size view.
+        page.wait_for_function("() => { const i = document.querySelector('#query-attention img'); "
+                               "return i && i.complete && i.naturalWidth > 0; }")
+        assert page.locator("#query-attention img").evaluate("i => i.naturalWidth > 300")
     page.locator("#query-attention").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
 

@@ -13,12 +13,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["models", "demo", "explain", "training"]
 
-# One exception, on purpose: oneDNN's fused linear (matrix product with GELU
-# or the residual add in one pass) is what keeps Swin's forward at the speed
-# benchmarks/RESULTS.md records ("Model forward, ours / timm"); the public
-# F.linear + F.gelu path measured 20 % slower for Swin-T here. models/layers.py
-# probes it at import and falls back to the public ops where it is missing.
-ALLOWED = {("models/layers.py", "torch.ops.mkldnn._linear_pointwise")}
+ALLOWED: set[tuple[str, str]] = set()  # (file, name) pairs let through; none
 
 
 def project_sources() -> list[Path]:
@@ -44,7 +39,7 @@ def torch_private_names() -> set[str]:
     return names
 
 
-PRIVATE_PATH = re.compile(r"\btorch(?:\.\w+)*\.(_\w+)")  # torch._C, torch.nn.modules.module._global_..., ...
+PRIVATE_PATH = re.compile(r"\btorch(?:\.\w+)*\.(_(?!_)\w+)")  # torch._C, ...; not dunders (__version__)
 ATTRIBUTE = re.compile(r"\.(_[A-Za-z]\w*)\b")
 
 
