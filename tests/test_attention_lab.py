@@ -13,14 +13,9 @@ from training.__main__ import main
 from training.lab import init_statistics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: on a busy 2-core machine a second thread only waits for
-    the first (a lab step took 2 s with 2 threads, 0.1 s with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: on a busy 2-core machine a second thread only waits for the
+# first (a lab step took 2 s with 2 threads, 0.1 s with one).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # The hand case: one stage, one block, one head, a 2 x 2 map = one window (no
 # shift, no mask), 2 channels. Token i is (s_i, -s_i) with signs

@@ -3,20 +3,14 @@ statistics, the recorded comparison, a short live comparison and its
 cancellation; and the tab builds inside a page."""
 import gradio as gr
 import pytest
-import torch
 
 from demo import lab_tab
 from training.lab import build_model, init_statistics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: on a busy 2-core machine a second thread only waits for
-    the first (a lab step took 2 s with 2 threads, 0.1 s with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: on a busy 2-core machine a second thread only waits for the
+# first (a lab step took 2 s with 2 threads, 0.1 s with one).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_init_statistics_rows_are_the_labs_statistics():

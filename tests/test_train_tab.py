@@ -18,10 +18,8 @@ from conftest import ROOT
 TINY = train_tab.TINY  # the plumbing, not the model, is under test: the tab's quick-try size
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_torch_thread):
-    """Every training here on one torch thread (see conftest.one_torch_thread)."""
-    yield
+# Every training here on one torch thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -45,10 +45,8 @@ def make_class_folder(root: Path, per_class: int = PER_CLASS, seed: int = 0) -> 
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_torch_thread):
-    """Every training here on one torch thread (see conftest.one_torch_thread)."""
-    yield
+# Every training here on one torch thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
