@@ -1,12 +1,13 @@
 # make run   installs what the app needs into .venv and starts it on http://127.0.0.1:7860
 # make test  installs what the tests need (incl. Debian's chromium for the browser test) and runs them, except `slow` ones
-# make test-all  runs every test, the slow full-size parity checks too
+# make test-slow runs only the `slow` tests (full-size parity, load and memory stress); CI runs it after `make test`
+# make test-all  runs every test
 # make bench runs the benchmarks and writes benchmarks/RESULTS.md
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-all bench install install-dev chromium
+.PHONY: run test test-slow test-all bench install install-dev chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ run: install
 
 test: install-dev chromium
 	$(PY) -m pytest -m "not slow"
+
+test-slow: install-dev chromium
+	$(PY) -m pytest -m slow
 
 test-all: install-dev chromium
 	$(PY) -m pytest

@@ -156,8 +156,14 @@ def wait_until(condition, timeout_s: float = 30) -> None:
         time.sleep(0.02)
 
 
+# One fault of each way the app learns of it runs by default (an HTTP answer, silence, a cut connection, a
+# corrupt file); the others are the same paths with other messages and run with the slow tests.
+DEFAULT_FAULTS = ("not_found", "timeout", "drop", "bad_checksum")
+
+
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("fault", list(CAUSES))
+@pytest.mark.parametrize("fault", [fault if fault in DEFAULT_FAULTS else pytest.param(fault, marks=pytest.mark.slow)
+                                   for fault in CAUSES])
 def test_a_hub_fault_costs_one_message_and_nothing_else(app, client, hub, fault):
     forget_swin_t(client, app)
     swin_client = Client(app.url, verbose=False)

@@ -144,6 +144,7 @@ def corpus_paths(tmp_path_factory):
     return {case.name: str(path) for case, path in corpus.build(tmp_path_factory.mktemp("load-corpus"))}
 
 
+@pytest.mark.slow  # load, not coverage: tests/test_reliability.py's 24 clients run by default
 @pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 def test_200_requests_from_16_clients_all_answered(app_server, corpus_paths, capsys):
     requests = plan(corpus_paths)

@@ -89,6 +89,7 @@ def test_a_click_draws_no_figure_and_changes_its_views(service, draw_count):
         assert np.array_equal(getattr(first, view), getattr(uncached, view)), view
 
 
+@pytest.mark.slow  # draws a whole stage's frames until the bound overflows
 def test_the_app_keeps_its_drawings_within_their_bound(monkeypatch):
     """The app's own drawing cache (``InferenceService.drawings``, sized by
     ``DRAWING_CACHE_MB``), made small so that the views overflow it."""

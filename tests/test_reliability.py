@@ -434,6 +434,7 @@ MEMORY_SEQUENCE = ["swin_small_patch4_window7_224", "swin_base_patch4_window7_22
 MEMORY_SLACK_MB = 250
 
 
+@pytest.mark.slow  # loads four full-size models one after another
 @pytest.mark.timeout(300)
 def test_loading_many_architectures_keeps_memory_under_the_bound(capsys, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "APP_"))}
