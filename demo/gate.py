@@ -430,11 +430,11 @@ class UploadSweeper:
                     pass
             return freed
 
-    def sweep_soon(self) -> None:
+    def sweep_soon(self, incoming: int = 0) -> None:
         """:meth:`sweep`, unless one ran in the last second (every request
         may write answers there; a walk of the folder per request is not needed)."""
         if time.monotonic() - self._last_sweep >= 1.0:
-            self.sweep()
+            self.sweep(incoming)
 
     def start(self, every_s: float = 300) -> None:
         """Sweep every ``every_s`` seconds as well, so that an idle server forgets old uploads."""
@@ -545,7 +545,10 @@ class RequestGate:
         length = _int(headers.get(b"content-length"))
         if scope["path"].rstrip("/").endswith("/upload"):
             if self.sweeper is not None:
-                await anyio.to_thread.run_sync(self.sweeper.sweep, length or 0)
+                # The header is the client's word: room for at most one image's worth (a huge
+                # claimed length emptied the folder of everyone's uploads), at most once a second.
+                incoming = min(max(length or 0, 0), limits.max_bytes)
+                await anyio.to_thread.run_sync(self.sweeper.sweep_soon, incoming)
             return await self._upload(scope, receive, send)
         if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
             return await self.app(scope, receive, send)  # not JSON; Gradio reads files only at /upload

@@ -409,3 +409,47 @@ def test_the_log_has_one_line_per_refusal_and_no_traceback(app, uploaded_cat):
     assert "Traceback" not in log
     assert re.search(r"refused: POST /gradio_api/call/classify: This app reads only images", log)
     assert re.search(r"refused: top_k: top_k must be a whole number from 1 to 20, not nan\.", log)
+
+
+# ---------------------------------------------------------------- review fixes
+
+def _fill(folder, count, size=1000):
+    paths = []
+    for i in range(count):
+        path = folder / f"h{i}" / "photo.png"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(bytes(size))
+        paths.append(path)
+    return paths
+
+
+def test_an_upload_claiming_a_huge_length_does_not_empty_the_folder(tmp_path):
+    import anyio
+
+    folder = tmp_path / "uploads"
+    others = _fill(folder, 5)
+    sweeper = gate.UploadSweeper(folder, max_bytes=10_000)
+    sweeper.start = lambda *a, **k: None  # no background thread in a test
+    reached = []
+
+    async def gradio(scope, receive, send):
+        reached.append(scope["path"])
+
+    middleware = gate.RequestGate(gradio, limits=gate.Limits(4000), sweeper=sweeper)
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload",
+             "headers": [(b"content-length", b"99999999999"), (b"content-type", b"multipart/form-data")]}
+
+    async def nothing():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    for _ in range(3):
+        anyio.run(middleware, scope, nothing, send)
+    assert reached and all(p.exists() for p in others)
+    # A fourth claim within the second does not walk the folder again.
+    walks = []
+    sweeper.sweep = lambda incoming=0: walks.append(incoming)
+    anyio.run(middleware, scope, nothing, send)
+    assert walks == []
