@@ -30,7 +30,11 @@ _MISSING = object()
 
 def _shown(value) -> str:
     """The value as the message quotes it: short, never a whole payload."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, OverflowError):  # an int past Python's digit limit cannot be written out
+        return "a number too long to show"
+    # Quoted as is: a huge JSON integer (10**400) would put hundreds of digits in the sentence.
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -42,7 +46,7 @@ def _real(name: str, value, what: str, default):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ArgumentError(f"{name} must be {what}, not {value}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     return value
 
 
@@ -54,10 +58,10 @@ def whole_number(name: str, value, low: int, high: int, default=_MISSING) -> int
     if value is None:
         return default
     if isinstance(value, float) and not value.is_integer():
-        raise ArgumentError(f"{name} must be {what}, not {value}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     value = int(value)
     if not low <= value <= high:
-        raise ArgumentError(f"{name} must be {what}, not {value}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     return value
 
 
@@ -68,7 +72,7 @@ def number(name: str, value, low: float, high: float, default=_MISSING) -> float
     if value is None:
         return default
     if not low <= value <= high:
-        raise ArgumentError(f"{name} must be {what}, not {value:g}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     return float(value)
 
 

@@ -313,6 +313,11 @@ def guard(component, check: Callable[[Any], Any], what: str = ""):
             return check(payload)
         except (arguments.ArgumentError, GateError) as error:
             raise refuse(str(error), what) from None
+        except Exception as error:  # noqa: BLE001 - a check's own bug is still one sentence, never a traceback
+            logger.info("%s%s in a check: %s", f"{what}: " if what else "", type(error).__name__,
+                        arguments._shown(str(error)))
+            raise gr.Error(f"{what or 'An argument'} could not be read; send a value of the kind the field "
+                           "shows and try again.", print_exception=False) from None
 
     component.preprocess = preprocess
     return component

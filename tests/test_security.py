@@ -453,3 +453,27 @@ def test_an_upload_claiming_a_huge_length_does_not_empty_the_folder(tmp_path):
     sweeper.sweep = lambda incoming=0: walks.append(incoming)
     anyio.run(middleware, scope, nothing, send)
     assert walks == []
+
+
+def test_huge_integers_are_refused_in_a_short_sentence():
+    for check in (lambda v: arguments.number("alpha", v, 0, 1), lambda v: arguments.whole_number("top_k", v, 1, 20),
+                  lambda v: arguments.choice("mode", v, ["a"])):
+        for value in (10**400, -10**400, 10**5000 if hasattr(__import__("sys"), "set_int_max_str_digits") else 10**400):
+            with pytest.raises(arguments.ArgumentError) as caught:
+                check(value)
+            assert len(str(caught.value)) < 200, str(caught.value)
+            assert_one_sentence(str(caught.value))
+
+
+def test_guard_turns_any_exception_from_a_check_into_one_sentence():
+    import gradio as gr
+
+    def broken(value):
+        raise OverflowError("int too large to convert to float")
+
+    component = gate.guard(gr.Number(), broken, "epochs")
+    with pytest.raises(gr.Error) as caught:
+        component.preprocess(10**400)
+    assert_one_sentence(caught.value.message)
+    assert caught.value.print_exception is False
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
