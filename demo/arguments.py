@@ -14,6 +14,8 @@ error into ``gate.refuse(str(error))``.
     top_k = arguments.whole_number("top_k", top_k, 1, 20)
     x = arguments.number("alpha", alpha, 0.0, 1.0, default=0.5)
     name = arguments.choice("architecture", name, models.list_models())
+    label = arguments.text("name", label, 64, default="")
+    picked = arguments.choices("variants", picked, ["a", "b"], default=[])
 """
 from __future__ import annotations
 
@@ -85,3 +87,22 @@ def choice(name: str, value, choices: Iterable[str], default=_MISSING, shown: in
     if not isinstance(value, str) or value not in choices:
         raise ArgumentError(f"{name} must be one of {listed}; not {_shown(value)}.")
     return value
+
+
+def text(name: str, value, max_length: int, default=_MISSING) -> str:
+    """A string of at most ``max_length`` characters."""
+    if value is None and default is not _MISSING:
+        return default
+    if not isinstance(value, str) or len(value) > max_length:
+        raise ArgumentError(f"{name} must be text of at most {max_length} characters, not {_shown(value)}.")
+    return value
+
+
+def choices(name: str, value, allowed: Iterable[str], default=_MISSING, shown: int = 12) -> list[str]:
+    """A list of some of ``allowed`` (each checked as :func:`choice` checks one)."""
+    if value is None and default is not _MISSING:
+        return default
+    if not isinstance(value, list):
+        raise ArgumentError(f"{name} must be a list of choices, not {_shown(value)}.")
+    allowed = list(allowed)
+    return [choice(name, item, allowed, shown=shown) for item in value]

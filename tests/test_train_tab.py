@@ -129,3 +129,37 @@ def test_uploaded_zip_is_fine_tuned_and_a_bad_zip_refused(tab, tmp_path):
     with pytest.raises(gr.Error, match="outside its folder"):
         list(tab.train(train_tab.UPLOAD, str(evil), "efficientnet_lite0", 1, 0.01, "tab_evil", progress=no_progress))
     assert not (tmp_path / "user_models" / "tab_evil").exists()
+
+
+BAD_TRAIN_ARGUMENTS = [  # (argument, value, what the sentence names): what reaches the private event by its index
+    ("epochs", float("nan"), "epochs must be a whole number"), ("epochs", "abc", "epochs must be a whole number"),
+    ("epochs", float("inf"), "epochs must be a whole number"), ("epochs", 0, "epochs must be a whole number"),
+    ("epochs", 10**400, "epochs must be a whole number"), ("lr", float("nan"), "learning rate must be a number"),
+    ("lr", "abc", "learning rate must be a number"), ("lr", 11, "learning rate must be a number"),
+    ("name", ["a"], "model name must be text"), ("name", "x" * 500, "model name must be text"),
+    ("size", "huge", "model size must be one of"), ("source", 3, "data must be one of"),
+    ("architecture", "nope", "architecture must be one of"), ("architecture", None, None),
+]
+
+
+@pytest.mark.parametrize("argument, value, says", BAD_TRAIN_ARGUMENTS,
+                         ids=[f"{a}-{str(v)[:12]}" for a, v, _ in BAD_TRAIN_ARGUMENTS])
+def test_the_train_event_s_arguments_are_checked_at_the_boundary(argument, value, says):
+    parts = dict(source=gr.Radio([train_tab.DIGITS, train_tab.UPLOAD]), architecture=gr.Dropdown(),
+                 epochs=gr.Number(), lr=gr.Number(), name=gr.Textbox(), size=gr.Radio(list(train_tab.DIGITS_SIZES)))
+    train_tab.guard_train_arguments(**parts)
+    if says is None:  # None is the default
+        assert parts[argument].preprocess(value) == models.OFFLINE_DEFAULT
+        return
+    with pytest.raises(gr.Error) as info:
+        parts[argument].preprocess(value)
+    message = info.value.message
+    assert message.startswith(says) and message.endswith(".") and "\n" not in message and len(message) < 500, message
+    assert info.value.print_exception is False
+
+
+def test_train_refuses_infinite_epochs_in_one_sentence(tab):
+    with pytest.raises(gr.Error, match="must be numbers") as info:
+        next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", float("inf"), 0.01, "mine", TINY,
+                       progress=no_progress))
+    assert info.value.print_exception is False
