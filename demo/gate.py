@@ -381,6 +381,35 @@ def refuse(message: str, what: str = "") -> gr.Error:
 
 # ---------------------------------------------------------------- the upload folder, bounded
 
+# Files the app itself wrote into the upload folder for a client to download
+# (a trained model's zip): path -> when protection ends (time.monotonic).
+# Such a file may be larger than the folder's whole bound, so the sweeper
+# would delete it before it is fetched; at most MAX_KEPT are protected at a
+# time, so the disk used stays bounded (the oldest is then swept as usual).
+MAX_KEPT = 3
+_kept: dict[str, float] = {}
+_kept_lock = threading.Lock()
+
+
+def keep_for(path: str | os.PathLike, seconds: float = 3600) -> None:
+    """Keep ``path`` (a download the app wrote into the upload folder) from the sweeper for ``seconds``."""
+    with _kept_lock:
+        now = time.monotonic()
+        for name, until in list(_kept.items()):
+            if until < now:
+                del _kept[name]
+        _kept[os.path.normpath(str(path))] = now + seconds
+        while len(_kept) > MAX_KEPT:
+            del _kept[min(_kept, key=_kept.get)]
+
+
+def kept_files() -> set[str]:
+    """The paths :func:`keep_for` protects now."""
+    with _kept_lock:
+        now = time.monotonic()
+        return {name for name, until in _kept.items() if until >= now}
+
+
 class UploadSweeper:
     """Keeps the upload folder under ``max_bytes`` and ``max_files`` (least
     recently used files deleted first: :func:`open_image` touches what it reads),
@@ -406,7 +435,7 @@ class UploadSweeper:
         folder plus ``incoming`` bytes fits; returns the bytes freed."""
         with self._lock:
             self._last_sweep = time.monotonic()
-            keep = {os.path.normpath(p) for p in self.protected()}
+            keep = {os.path.normpath(p) for p in self.protected()} | kept_files()
             files = []
             for directory, _, names in os.walk(self.folder):
                 for name in names:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import queue
+import secrets
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -186,10 +186,20 @@ def result_markdown(m: dict) -> str:
     return f"| class | validation accuracy |\n|---|---|\n{rows}{skipped}"
 
 
+DOWNLOAD_KEEP_S = 3600
+
+
 def zip_folder(folder: Path) -> str:
-    """The output folder as a zip for download (in a temporary folder Gradio may serve)."""
-    target = Path(tempfile.mkdtemp(prefix="trained-")) / folder.name
-    return shutil.make_archive(str(target), "zip", root_dir=folder)
+    """The output folder as a zip for download, written once into Gradio's upload folder.
+
+    There Gradio serves it without a copy (a copy in /tmp was never removed), and
+    :func:`demo.gate.keep_for` keeps it from the upload sweeper for an hour: a fine-tuned
+    model's zip can be larger than the folder's whole bound.
+    """
+    target = gate.upload_folder() / f"trained-{secrets.token_hex(8)}" / f"{folder.name}.zip"
+    gate.keep_for(target, DOWNLOAD_KEEP_S)  # before writing: a sweep may run meanwhile
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return shutil.make_archive(str(target.with_suffix("")), "zip", root_dir=folder)
 
 
 def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallbacks:

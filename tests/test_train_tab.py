@@ -10,7 +10,7 @@ import torch
 
 import models
 import training
-from demo import train_tab
+from demo import gate, train_tab
 from training import recipes
 
 from conftest import ROOT
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture
 def tab(monkeypatch, tmp_path):
     monkeypatch.setenv("APP_USER_MODELS", str(tmp_path / "user_models"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # where the download zip is written
     callbacks = train_tab.TrainCallbacks()
     yield callbacks
     for name in ("tab_digits", "tab_cancelled"):
@@ -45,6 +46,8 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     assert status.startswith("Done: **tab_digits**") and "| 0 |" in result
     assert curves is not None and confusion is not None and samples is not None
     assert {"model.safetensors", "config.json", "metrics.json"} <= set(zipfile.ZipFile(download).namelist())
+    # Written once where Gradio serves it from, and kept from the sweeper for a while.
+    assert download.startswith(str(tmp_path / "uploads")) and download in gate.kept_files()
     assert (tmp_path / "user_models" / "tab_digits" / "model.safetensors").is_file()
     assert "tab_digits" in models.list_models() and models.weights_status("tab_digits") == "trained"
     config = models.read_model_folder(tmp_path / "user_models" / "tab_digits")["inside_classifier"]["config"]
@@ -163,3 +166,16 @@ def test_train_refuses_infinite_epochs_in_one_sentence(tab):
         next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", float("inf"), 0.01, "mine", TINY,
                        progress=no_progress))
     assert info.value.print_exception is False
+
+
+def test_the_download_zip_survives_a_sweep_while_the_folder_stays_bounded(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setattr(gate, "_kept", {})
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(__import__("os").urandom(5000))  # incompressible
+    sweeper = gate.UploadSweeper(tmp_path / "uploads", max_bytes=1000)  # smaller than one zip
+    zips = [train_tab.zip_folder(model) for _ in range(gate.MAX_KEPT + 1)]
+    sweeper.sweep()
+    kept = sorted(str(p) for p in (tmp_path / "uploads").rglob("*.zip"))
+    assert kept == sorted(zips[1:])  # the newest MAX_KEPT stay; the oldest is swept as usual
