@@ -146,7 +146,13 @@ def upload_folder() -> Path:
 def _fields(value) -> tuple[Any, Any] | None:
     """(path, url) of a file reference: a FileData-like object or its dict; None if it is neither."""
     if isinstance(value, dict):
-        if not set(value) <= _FILE_KEYS or not ("path" in value or "url" in value):
+        if not ("path" in value or "url" in value):
+            return None
+        meta = value.get("meta")
+        # Gradio reads a dict marked as FileData as a file whatever other keys it has: an extra
+        # key must not take it past the check.
+        marked = isinstance(meta, dict) and meta.get("_type") == "gradio.FileData"
+        if not marked and not set(value) <= _FILE_KEYS:
             return None
         return value.get("path"), value.get("url")
     if hasattr(value, "path") and hasattr(value, "url") and not isinstance(value, (str, bytes)):
@@ -230,6 +236,12 @@ def check_reference(value, limits: Limits | None = None) -> Path | tuple[bytes, 
     if size > limits.max_bytes:
         raise GateError(f"The file is larger than the {limits.max_bytes / 2**20:g} MB this app accepts; upload a "
                         "smaller image.")
+    try:
+        # Recently used from the moment it is approved: a sweep between this check and the
+        # callback's open deletes the least recently used first, so not this file.
+        os.utime(uploaded)
+    except OSError:
+        pass
     return uploaded
 
 
@@ -257,15 +269,8 @@ def open_image(value, limits: Limits | None = None) -> Image.Image:
     if value is None or value == "":
         raise GateError(NO_IMAGE)
     limits = limits or _limits
-    reference = check_reference(value, limits)
-    if isinstance(reference, Path):
-        try:
-            os.utime(reference)  # recently used: the sweeper deletes the least recently used first
-        except OSError:
-            pass
-        source = reference
-    else:
-        source = reference[0]
+    reference = check_reference(value, limits)  # touches an upload: recently used
+    source = reference if isinstance(reference, Path) else reference[0]
     try:
         return _remember(images.load_image(source, max_pixels=limits.max_pixels))
     except images.ImageInputError as error:
@@ -331,9 +336,9 @@ class RepeatFilter(logging.Filter):
     ``burst`` lines a window in all: a script sending bad requests in a loop
     cannot flood the log."""
 
-    def __init__(self, window: float = 60.0, burst: int = 30):
+    def __init__(self, window: float = 60.0, burst: int = 30, max_keys: int = 10_000):
         super().__init__()
-        self.window, self.burst = window, burst
+        self.window, self.burst, self.max_keys = window, burst, max_keys
         self._last: dict[str, tuple[float, int]] = {}
         self._window_start, self._lines, self._held = 0.0, 0, 0
         self._lock = threading.Lock()
@@ -344,8 +349,11 @@ class RepeatFilter(logging.Filter):
         with self._lock:
             if now - self._window_start > self.window:
                 self._window_start, self._lines = now, 0
-                if len(self._last) > 10_000:
-                    self._last.clear()
+            # Distinct messages within one window (a script varying its bad request) would grow
+            # the table without bound: past max_keys it starts afresh, which at worst lets a few
+            # repeats through (still at most burst lines a window).
+            if len(self._last) >= self.max_keys and key not in self._last:
+                self._last.clear()
             seen, held = self._last.get(key, (-self.window - 1, 0))
             if now - seen <= self.window or self._lines >= self.burst:
                 self._last[key] = (seen, held + 1) if now - seen <= self.window else (now, 0)
@@ -653,9 +661,16 @@ def _int(value: bytes | None) -> int | None:
         return None
 
 
+def _printable(text, limit: int = 200) -> str:
+    """Client text for the log: control characters and non-ASCII escaped, at most ``limit`` characters."""
+    text = str(text).encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 async def _answer(send, status: int, message: str, scope) -> None:
     """An error response carrying the one sentence, logged as one line."""
-    logger.info("%s %s: %s", scope.get("method"), scope.get("path"), message)
+    # The path is percent-decoded client text: escaped, so a %0A cannot start a forged log line.
+    logger.info("%s %s: %s", scope.get("method"), _printable(scope.get("path")), message)
     body = json.dumps({"error": message, "detail": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -477,3 +477,56 @@ def test_guard_turns_any_exception_from_a_check_into_one_sentence():
     assert_one_sentence(caught.value.message)
     assert caught.value.print_exception is False
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_file_reference_with_an_extra_key_is_still_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    marked = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}, "foo": 1}
+    with pytest.raises(gate.GateError) as caught:
+        gate.check_request({"data": [marked]})
+    assert str(caught.value) == gate.SERVER_PATH_REFUSED
+    with pytest.raises(gate.GateError):
+        gate.check_request({"data": [{"nested": [{"url": "/etc/passwd", "meta": {"_type": "gradio.FileData"},
+                                                  "x": None}]}]})
+    # A dict that is not marked and has other keys is someone's data, not a file.
+    assert gate.check_request({"data": [{"path": "a/b", "label": "cat"}]}) is False
+
+
+def test_an_approved_upload_is_touched_so_a_sweep_spares_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    old, other = _fill(tmp_path / "uploads", 2)
+    for path in (old, other):
+        os.utime(path, (time.time() - 600, time.time() - 600))
+    os.utime(other, (time.time() - 300, time.time() - 300))
+    assert gate.check_reference({"path": str(old)}) == old
+    # Room for one file: the least recently used goes, and that is no longer the one just approved.
+    gate.UploadSweeper(tmp_path / "uploads", max_bytes=1500).sweep()
+    assert old.exists() and not other.exists()
+
+
+def test_a_refused_path_cannot_forge_log_lines():
+    import anyio
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    gate.logger.addHandler(handler)
+    scope = {"type": "http", "method": "POST", "path": "/x\n2026-01-01 refused: forged\u2028",
+             "headers": [(b"content-length", b"999999999")]}
+
+    async def send(message):
+        pass
+
+    try:
+        anyio.run(gate.RequestGate(None, limits=gate.Limits(1000)), scope, None, send)
+    finally:
+        gate.logger.removeHandler(handler)
+    assert records and all("\n" not in r and "\u2028" not in r for r in records), records
+    assert "/x\\n2026" in records[-1]
+
+
+def test_the_repeat_filter_s_table_stays_bounded():
+    repeat = gate.RepeatFilter(window=3600, burst=5, max_keys=100)
+    for i in range(5000):
+        repeat.filter(logging.LogRecord("x", logging.INFO, "", 0, f"bad request {i}", (), None))
+    assert len(repeat._last) <= 100
