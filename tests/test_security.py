@@ -239,7 +239,9 @@ def test_a_display_p3_photo_is_classified_like_its_srgb_copy(app, tmp_path, caps
 def test_a_malformed_argument_gets_one_sentence_naming_it(app, uploaded_cat, endpoint, argument, literal, says):
     values = {"/classify": {"image": uploaded_cat, "architecture": "efficientnet_lite0", "top_k": 3},
               "/swin_views": {"image": uploaded_cat, "architecture": SWIN_T, "stage": 0, "block": 1, "head": "mean",
-                              "query_x": 112, "query_y": 112}}[endpoint]
+                              "query_x": 112, "query_y": 112},
+              "/explain": {"image": uploaded_cat, "architecture": "efficientnet_lite0", "method": "gradcam",
+                           "target": "top1"}}[endpoint]
     # JSON by hand: NaN and 1e400 are what a careless client's encoder writes, and what json.dumps refuses to.
     encoded = [literal if name == argument else json.dumps(value) for name, value in values.items()]
     kind, message = call(app, endpoint, ('{"data": [' + ", ".join(encoded) + "]}").encode())
