@@ -337,6 +337,10 @@ _WIDTH, _HEIGHT, _BITS, _COMPRESSION, _PHOTOMETRIC = 256, 257, 258, 259, 262
 _STRIP_OFFSETS, _SAMPLES, _ROWS_PER_STRIP, _STRIP_BYTES, _PLANAR, _PREDICTOR, _SAMPLE_FORMAT = \
     273, 277, 278, 279, 284, 317, 339
 _TIFF_TYPES = {3: "H", 4: "I"}  # SHORT, LONG: what these tags use
+# Values read from one tag: a tuple of them costs tens of bytes each, so a
+# file of a few MB could still ask for hundreds of MB; one strip per row of a
+# 65,536-row image is the most this reader needs.
+_MAX_TAG_VALUES = 2**16
 
 
 def read_float_tiff(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image | None:
@@ -360,7 +364,7 @@ def read_float_tiff(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             # A count is up to 2**32: check it against the file before building a format of that
             # many items (a tiny file with a huge count cost gigabytes); a tag that cannot fit is
             # skipped, so an unused one does not matter and a needed one is then missing.
-            if size > len(data):
+            if size > len(data) or number > _MAX_TAG_VALUES:
                 continue
             if size <= 4:
                 raw, at = value_at, 0

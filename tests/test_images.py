@@ -314,3 +314,20 @@ def test_tiff_tag_pointing_past_the_end_is_not_an_error():
     entry = struct.pack("<HHI4s", 258, 3, 3, struct.pack("<I", 10_000))  # 6 bytes at an offset past the end
     data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + b"\x00" * 4
     assert read_float_tiff(data) is None
+
+
+def test_tiff_tag_with_more_values_than_the_reader_needs_is_skipped():
+    from demo import images
+
+    count = images._MAX_TAG_VALUES + 1
+    entry = struct.pack("<HHI4s", 273, 3, count, struct.pack("<I", 26))
+    data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + b"\x00" * 4 + bytes(2 * count)
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        assert images.read_float_tiff(data) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**18, peak  # the values were never made into a tuple
