@@ -24,6 +24,8 @@ API for every tab (import ``from demo import gate``)::
         # instead of Gradio's preprocess: a bad one gets the check's one sentence
     gate.refuse(message, what="") -> gr.Error  # raise it: one sentence to the client,
         # one line in the log (repeats collapsed), no traceback
+    gate.keep_for(path, seconds)  # a download the app wrote into the upload folder
+        # (a trained model's zip) is kept from the sweeper for a while
     gate.GateError  # what open_image / open_server_file raise (a ValueError, message = the sentence)
     gate.configure(Limits(...))  # build_demo does it from the app's settings
 
@@ -422,7 +424,7 @@ class UploadSweeper:
     """Keeps the upload folder under ``max_bytes`` and ``max_files`` (least
     recently used files deleted first: :func:`open_image` touches what it reads),
     and deletes files unused for ``max_age_s``. Files ``protected()`` names
-    (the examples Gradio copied there) stay."""
+    (the examples Gradio copied there) and those :func:`keep_for` protects stay."""
 
     def __init__(self, folder: Path | None = None, max_bytes: int = 100 * 2**20, max_files: int = 2000,
                  max_age_s: float = 3600, protected: Callable[[], Iterable[str]] = lambda: ()):
