@@ -6,10 +6,11 @@ from __future__ import annotations
 import gradio as gr
 
 import models
-from demo import arguments, explaining, gate
+from demo import arguments, explaining, gate, panels
 
 MAX_COLUMNS = 3
-DEFAULT_ARCHITECTURES = [models.OFFLINE_DEFAULT, "swin_tiny_patch4_window7_224"]
+# Two that work offline: a CNN and a (trained) Swin.
+DEFAULT_ARCHITECTURES = [models.OFFLINE_DEFAULT, "swin_digits"]
 
 
 def architectures_argument(value) -> list[str]:
@@ -60,7 +61,7 @@ class CompareCallbacks:
                 continue
             outputs += [gr.update(value=column_markdown(result), visible=True),
                         gr.update(value=result.top, visible=True),
-                        gr.update(value=result.overlay(0.5), visible=True)]
+                        gr.update(value=panels.enlarged(result.overlay(0.5)), visible=True)]
         return outputs
 
 

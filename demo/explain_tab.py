@@ -19,12 +19,14 @@ from matplotlib.figure import Figure
 
 import explain
 import models
-from demo import arguments, explaining, gate
+from demo import arguments, explaining, gate, panels
 from demo.frames import figure_to_array
 from explain import pictures
 
 DEFAULT_METHOD = "gradcam"
 DEFAULT_OPACITY = 0.5
+CHOOSE_A_CLASS = ("Click a class in the list above to see which pixels made the model say it, or **Explain** "
+                  "for the top-1 class.")
 KEEP_MAP_FILES = 64  # raw-map files kept on disk for download; older ones are removed
 
 
@@ -149,7 +151,8 @@ class ExplainCallbacks:
         if image is None or image == "":
             return (None, None, None, "Upload an image or pick an example first.", None, None, None)
         result = self._explain(image, architecture, method, selected or "top1")
-        return (result.overlay(opacity), pictures.colorize(result.saliency), curves_figure(result),
+        return (panels.enlarged(result.overlay(opacity)), panels.enlarged(pictures.colorize(result.saliency)),
+                curves_figure(result),
                 scores_markdown(result), self.map_files.write(result), result.summary(),
                 (result.model_input, result.saliency))
 
@@ -159,7 +162,7 @@ class ExplainCallbacks:
         if not state:
             return gr.update()
         model_input, saliency = state
-        return pictures.overlay(model_input, saliency, opacity)
+        return panels.enlarged(pictures.overlay(model_input, saliency, opacity))
 
     @staticmethod
     def on_class_select(evt: gr.SelectData):
@@ -171,7 +174,7 @@ class ExplainCallbacks:
 
     @staticmethod
     def on_image():
-        return "top1", "Explaining the **top-1** class; click another class in the list to explain it."
+        return "top1", CHOOSE_A_CLASS
 
     @staticmethod
     def on_architecture(architecture, method):
@@ -199,8 +202,7 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
         opacity = gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity",
                             elem_id="explain-opacity", scale=2)
         button = gr.Button("Explain", variant="primary", elem_id="explain-button", scale=1)
-    selected_note = gr.Markdown("Explaining the **top-1** class; click another class in the list to explain it.",
-                                elem_id="explain-selected")
+    selected_note = gr.Markdown(CHOOSE_A_CLASS, elem_id="explain-selected")
     held_back_note = gr.Markdown(" ".join(held_back.values()), visible=bool(held_back), elem_id="explain-held-back",
                                  elem_classes="view-note")
     with gr.Accordion("What the methods do", open=False):

@@ -118,6 +118,13 @@ def display_scale(input_hw: tuple[int, int]) -> int:
     return max(1, 256 // max(input_hw))
 
 
+def enlarged(picture: np.ndarray) -> np.ndarray:
+    """A picture over a small model input (16 x 16 for swin_digits), enlarged
+    by :func:`display_scale` with square pixels, so that it is seen rather than
+    shown as a speck in its panel; others as they are."""
+    return views.enlarge(picture, display_scale(picture.shape[:2]))
+
+
 def mark_query(image: np.ndarray, query_xy: tuple[int, int], token_size: int, scale: int = 1) -> np.ndarray:
     """The image, enlarged ``scale`` times (nearest neighbour), with the query
     pixel's token outlined and a cross on the pixel."""

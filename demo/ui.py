@@ -445,7 +445,9 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
         # control from code does not run the model again.
         architecture_controls = [info, stage, block, head, query_x, query_y]
         image.change(**classify_ui).then(**swin_ui)
-        top_k.release(**classify_ui)
+        # Sliders: `release` ends a drag, `input` is a value typed into the slider's box (a drag's `input`
+        # events queue behind the running one and only the last runs: trigger_mode="always_last").
+        gr.on([top_k.release, top_k.input], trigger_mode="always_last", **classify_ui)
         architecture.select(callbacks.on_architecture, [architecture], architecture_controls, **quick) \
             .then(**classify_ui).then(**swin_ui)
         fallback.click(callbacks.use_offline_default, None, [architecture], **quick) \
@@ -453,9 +455,9 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
             .then(explain_callbacks.on_architecture, [architecture, explain_section["method"]],
                   [explain_section["method"], explain_section["held_back_note"]], **quick) \
             .then(**classify_ui).then(**swin_ui)
-        stage.release(callbacks.on_stage, [architecture, stage, block, head], [block, head], **quick) \
-            .then(**swin_ui)
-        gr.on([block.release, head.select, query_x.submit, query_y.submit], **swin_ui)
+        gr.on([stage.release, stage.input], callbacks.on_stage, [architecture, stage, block, head], [block, head],
+              trigger_mode="always_last", **quick).then(**swin_ui)
+        gr.on([block.release, block.input, head.select, head.input, query_x.submit, query_y.submit], **swin_ui)
         model_input.select(callbacks.on_select, [architecture], [query_x, query_y], **quick).then(**swin_ui)
         # Weights may have been downloaded (or models trained) since the page was built: refresh the chooser.
         demo.load(lambda: gr.update(choices=architecture_choices()), None, [architecture], **quick)

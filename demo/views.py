@@ -218,7 +218,7 @@ def _window_tints(geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tints, np.where(wrapped, WRAPPED_ALPHA, REGULAR_ALPHA), wrapped
 
 
-def _repeat(array: np.ndarray, factor: int) -> np.ndarray:
+def enlarge(array: np.ndarray, factor: int) -> np.ndarray:
     """Each element of the first two axes repeated ``factor`` x ``factor`` times."""
     return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
 
@@ -245,14 +245,14 @@ def window_grid_overlay(image: np.ndarray, geometry, token_size: int, scale: int
     pixel = t * scale  # canvas pixels per token side
     yy, xx = np.mgrid[0:hp * pixel, 0:wp * pixel]
     canvas = PADDING_STRIPES[((yy + xx) // max(2, pixel // 3)) % 2]  # diagonal stripes, [Hc, Wc, 3]
-    canvas[:h * scale, :w * scale] = _repeat(image[..., :3], scale)
+    canvas[:h * scale, :w * scale] = enlarge(image[..., :3], scale)
 
     window, _ = window_layout(geometry)  # [Hp, Wp]
     tints, alphas, _ = _window_tints(geometry)
-    alpha = _repeat(alphas[window], pixel)[..., None]
-    out = (1 - alpha) * canvas + alpha * _repeat(tints[window], pixel)
+    alpha = enlarge(alphas[window], pixel)[..., None]
+    out = (1 - alpha) * canvas + alpha * enlarge(tints[window], pixel)
 
-    ids = _repeat(window, pixel)
+    ids = enlarge(window, pixel)
     starts_col = np.zeros(ids.shape, dtype=bool)  # first column of a window, where it meets another
     starts_col[:, 1:] = ids[:, 1:] != ids[:, :-1]
     starts_row = np.zeros(ids.shape, dtype=bool)

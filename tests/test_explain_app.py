@@ -125,7 +125,7 @@ def test_compare_callback(service):
     lite0_text, lite0_label, lite0_overlay = outputs[:3]
     assert "Grad-CAM" in lite0_text["value"] and "deletion" in lite0_text["value"]
     assert lite0_overlay["value"].shape == (224, 224, 3) and len(lite0_label["value"]) == 5
-    assert outputs[4]["visible"] and outputs[5]["value"].shape == (32, 32, 3)
+    assert outputs[4]["visible"] and outputs[5]["value"].shape == (256, 256, 3)  # the 32-pixel input shown 8 times enlarged
     assert outputs[6]["visible"] is False
 
 
