@@ -21,7 +21,7 @@ import explain
 import models
 from demo import arguments, explaining, gate, panels
 from demo.frames import figure_to_array
-from explain import pictures
+from explain import faithfulness, pictures
 
 DEFAULT_METHOD = "gradcam"
 DEFAULT_OPACITY = 0.5
@@ -84,14 +84,13 @@ def scores_markdown(result: explaining.Explanation) -> str:
              f"{result.model_name}{weights} · {result.seconds:.1f} s"]
     if result.faithfulness is not None:
         s = result.faithfulness.scores()
-        deletion_ok = s["deletion_auc"] < s["random_deletion_auc"]
-        insertion_ok = s["insertion_auc"] > s["random_insertion_auc"]
+        words = {"better": "beats random", "worse": "**worse than random**",
+                 "tie": f"too close to call (within {faithfulness.TIE_MARGIN})"}
         lines.append("| | this map | random map | |\n|---|---|---|---|\n"
                      f"| deletion AUC (lower is better) | {s['deletion_auc']:.3f} | {s['random_deletion_auc']:.3f} | "
-                     f"{'beats random' if deletion_ok else '**no better than random**'} |\n"
+                     f"{words[result.faithfulness.deletion_verdict()]} |\n"
                      f"| insertion AUC (higher is better) | {s['insertion_auc']:.3f} | "
-                     f"{s['random_insertion_auc']:.3f} | "
-                     f"{'beats random' if insertion_ok else '**no better than random**'} |")
+                     f"{s['random_insertion_auc']:.3f} | {words[result.faithfulness.insertion_verdict()]} |")
     return "\n\n".join(lines)
 
 

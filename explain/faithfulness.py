@@ -67,10 +67,27 @@ class Faithfulness:
         return {"deletion_auc": self.curves.deletion_auc, "insertion_auc": self.curves.insertion_auc,
                 "random_deletion_auc": self.random.deletion_auc, "random_insertion_auc": self.random.insertion_auc}
 
+    def deletion_verdict(self) -> str:
+        return compare_to_random(self.curves.deletion_auc, self.random.deletion_auc, lower_is_better=True)
+
+    def insertion_verdict(self) -> str:
+        return compare_to_random(self.curves.insertion_auc, self.random.insertion_auc, lower_is_better=False)
+
     @property
     def beats_random(self) -> bool:
-        s = self.scores()
-        return s["deletion_auc"] < s["random_deletion_auc"] and s["insertion_auc"] > s["random_insertion_auc"]
+        """Better than the random map on both curves, by more than :data:`TIE_MARGIN`."""
+        return self.deletion_verdict() == "better" and self.insertion_verdict() == "better"
+
+
+# Two areas closer than this (in probability x fraction of pixels) are a tie: a difference of a few
+# thousandths says nothing about the map (a 16-pixel digit whose probability barely moves, say).
+TIE_MARGIN = 0.01
+
+
+def compare_to_random(area: float, random_area: float, lower_is_better: bool) -> str:
+    """``"better"``, ``"worse"`` or ``"tie"`` (within :data:`TIE_MARGIN`) for a map's area against the random map's."""
+    gain = (random_area - area) if lower_is_better else (area - random_area)
+    return "tie" if abs(gain) <= TIE_MARGIN else ("better" if gain > 0 else "worse")
 
 
 def auc(fractions: np.ndarray, values: np.ndarray) -> float:
