@@ -42,6 +42,8 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     epochs = [o for o in outputs if o[0].startswith("Epoch")]
     assert [o[0].split(":")[0] for o in epochs] == ["Epoch 1/2", "Epoch 2/2"]
     assert all(o[1] is not None for o in epochs)  # a curve after every epoch
+    # ... with that many epochs' points: the curve grows while the run goes on
+    assert [len(o[1].axes[0].lines[0].get_xdata()) for o in epochs] == [1, 2]
     status, curves, result, confusion, samples, download = outputs[-1]
     assert status.startswith("Done: **tab_digits**") and "| 0 |" in result
     assert curves is not None and confusion is not None and samples is not None
