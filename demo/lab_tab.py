@@ -21,6 +21,8 @@ import gradio as gr
 
 from demo import arguments, gate
 from models.swin_attention import ATTENTION_VARIANTS
+from training import recipes
+from training.errors import TrainingInputError
 from training.lab import (CURVES_PNG, RESULTS_MD, LabConfig, build_model, curves_figure, digits_tensors,
                           init_statistics, train_variant)
 
@@ -96,12 +98,27 @@ def live_comparison(variants, steps, session: str = "", progress=None):
     """Train each chosen variant from seed 0 for ``steps`` steps on the digits;
     yields ``(status Markdown, curves figure or None)`` after each variant.
     :func:`request_stop` for the same ``session`` ends it after the current
-    step, keeping what finished."""
+    step, keeping what finished.
+
+    It is a training like the Train tab's: one at a time per app
+    (:class:`training.recipes.busy`); while another runs it is refused in one sentence."""
     chosen = _check_variants(variants)
     try:
         steps = arguments.whole_number("steps", steps, MIN_STEPS, MAX_STEPS)
     except arguments.ArgumentError as error:
         raise gate.refuse(str(error), "lab") from None
+    held = recipes.busy()
+    try:
+        held.__enter__()
+    except TrainingInputError as error:
+        raise gate.refuse(str(error), "lab") from None
+    try:
+        yield from _live_comparison(chosen, steps, session, progress)
+    finally:
+        held.__exit__(None, None, None)
+
+
+def _live_comparison(chosen, steps, session, progress):
     with _stop_lock:
         _stop_requested[session] = False
     data = lab_data()

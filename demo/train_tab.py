@@ -69,11 +69,18 @@ class TrainCallbacks:
     after the current step and keeps the best epoch so far."""
 
     def __init__(self):
-        self.cancel_event = threading.Event()
+        self.cancel_event = threading.Event()  # the current run's (a new one per run)
+        self._owner: str | None = None          # the session that started it
 
-    def cancel(self) -> str:
+    @staticmethod
+    def _session(request) -> str | None:
+        return getattr(request, "session_hash", None)
+
+    def cancel(self, request: gr.Request = None) -> str:
         if not training.training_running():
             return "Nothing is training."
+        if self._session(request) != self._owner:
+            return "Only the page that started this training can cancel it."
         self.cancel_event.set()
         return "Cancelling: the run stops after the current step and keeps its best epoch so far."
 
@@ -98,20 +105,28 @@ class TrainCallbacks:
                                               "the handwritten digits.")
         return name, out, epochs, lr
 
-    def train(self, source, archive, architecture, epochs, lr, name, size=SMALL, progress=gr.Progress()):
+    # How often the page's generator looks whether the worker is still alive.
+    WORKER_POLL_S = 1.0
+
+    def train(self, source, archive, architecture, epochs, lr, name, size=SMALL, progress=gr.Progress(),
+              request: gr.Request = None):
         """A generator: (status, curves figure, result markdown, confusion
         figure, samples figure, download) after each epoch and at the end.
-        ``size`` (SMALL or TINY) is the digits Swin's; an upload ignores it."""
+        ``size`` (SMALL or TINY) is the digits Swin's; an upload ignores it.
+
+        The worker thread trains and registers the model, so a page that goes
+        away does not lose it; closing the generator (a disconnect) cancels the
+        run after the current step, keeping the best epoch so far."""
         try:
             name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name, size)
         except training.TrainingInputError as error:
             raise user_error(str(error)) from error
         if training.training_running():
             raise user_error("A training is already running; wait for it to finish or cancel it first.")
-        self.cancel_event.clear()
+        cancel = threading.Event()
+        self.cancel_event, self._owner = cancel, self._session(request)
         events: queue.Queue = queue.Queue()
-        common = dict(on_epoch=lambda m: events.put(("epoch", m)), should_stop=self.cancel_event.is_set,
-                      progress=False)
+        common = dict(on_epoch=lambda m: events.put(("epoch", m)), should_stop=cancel.is_set, progress=False)
 
         def work():
             try:
@@ -125,34 +140,55 @@ class TrainCallbacks:
                     run = training.finetune(archive, out, architecture, epochs=epochs, lr=lr,
                                             description=f"{name}: fine-tuned in the app from {architecture}",
                                             **common)
-                events.put(("done", run))
             except training.TrainingInputError as error:
                 events.put(("error", str(error)))
+                return
             except Exception as error:  # the page must hear about any failure, in one sentence
                 events.put(("error", f"Training failed ({type(error).__name__}: {error}); nothing was saved."))
-
-        threading.Thread(target=work, name="train", daemon=True).start()
-        what = "the digits" if source == DIGITS else Path(str(archive)).name
-        progress(0, desc=f"Preparing {what}")
-        yield (f"Preparing {what}…", None, "", None, None, None)
-        history: list[dict] = []
-        while True:
-            kind, value = events.get()
-            if kind == "epoch":
-                history.append(value)
-                progress((len(history), epochs), desc=f"Epoch {len(history)}/{epochs}", unit="epochs")
-                yield (epoch_status(value, epochs), plots.curves_figure(curve_metrics(history)), "", None, None,
-                       None)
-            elif kind == "error":
-                raise user_error(value)
-            else:
-                run = value
-                models.register_model_folder(run.out, name, replace=False)
-                m = run.metrics
-                archive_path = zip_folder(run.out)
-                yield (finished_status(name, m), plots.curves_figure(m), result_markdown(m),
-                       plots.confusion_figure(m), plots.samples_figure(run.samples), archive_path)
                 return
+            try:  # here, not in the page's generator: a page that went away must not lose the model
+                models.register_model_folder(run.out, name, replace=False)
+            except (ValueError, OSError) as error:
+                events.put(("error", f"The model was saved in {run.out} but could not be added to the "
+                                     f"architecture list ({error})."))
+                return
+            events.put(("done", run))
+
+        worker = threading.Thread(target=work, name="train", daemon=True)
+        worker.start()
+        finished = False
+        try:
+            what = "the digits" if source == DIGITS else Path(str(archive)).name
+            progress(0, desc=f"Preparing {what}")
+            yield (f"Preparing {what}…", None, "", None, None, None)
+            history: list[dict] = []
+            while True:
+                try:
+                    kind, value = events.get(timeout=self.WORKER_POLL_S)
+                except queue.Empty:
+                    if worker.is_alive() or not events.empty():
+                        continue
+                    finished = True
+                    raise user_error("Training stopped unexpectedly; nothing new was added.") from None
+                if kind == "epoch":
+                    history.append(value)
+                    progress((len(history), epochs), desc=f"Epoch {len(history)}/{epochs}", unit="epochs")
+                    yield (epoch_status(value, epochs), plots.curves_figure(curve_metrics(history)), "", None, None,
+                           None)
+                elif kind == "error":
+                    finished = True
+                    raise user_error(value)
+                else:
+                    finished = True
+                    run = value
+                    m = run.metrics
+                    archive_path = zip_folder(run.out)
+                    yield (finished_status(name, m), plots.curves_figure(m), result_markdown(m),
+                           plots.confusion_figure(m), plots.samples_figure(run.samples), archive_path)
+                    return
+        finally:
+            if not finished:  # the page went away (GeneratorExit) or the generator failed: stop the run
+                cancel.set()
 
     @staticmethod
     def architecture_updates(current):

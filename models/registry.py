@@ -149,8 +149,12 @@ OFFLINE_DEFAULT = "efficientnet_lite0"
 def register_spec(spec: ModelSpec, replace: bool = False) -> None:
     """Offer one more architecture (a trained model's folder: models/user.py).
     A name that is taken, or an alias, is refused unless ``replace`` and the
-    taken name is itself a LOCAL model."""
+    taken name is itself a LOCAL model; a user's model (``spec.user``) may
+    replace only another user's model, never a built-in or bundled one."""
     taken = _SPECS.get(spec.name)
+    if spec.user and taken is not None and not taken.user:
+        raise ValueError(f"The name {spec.name!r} is taken by a model that comes with the app; rename the "
+                         "folder.")
     if spec.name in ALIASES or (taken is not None and not (replace and taken.weights == LOCAL)):
         raise ValueError(f"The name {spec.name!r} is taken by another model; choose another name.")
     _SPECS[spec.name] = spec

@@ -89,3 +89,17 @@ def test_infinite_steps_are_one_sentence_without_a_traceback():
         with pytest.raises(gr.Error, match="steps (must be a whole number|is missing)") as info:
             next(lab_tab.live_comparison(["fused"], steps))
         assert info.value.print_exception is False
+
+
+def test_the_live_run_keeps_the_one_training_at_a_time_rule():
+    from training import recipes
+
+    with recipes.busy():  # the Train tab's (or another page's) training
+        with pytest.raises(gr.Error, match="already running") as info:
+            next(lab_tab.live_comparison(["fused"], 20, session="t3"))
+        assert info.value.print_exception is False
+    run = lab_tab.live_comparison(["fused"], 20, session="t4")
+    next(run)
+    assert recipes.training_running()  # held while the lab trains: the Train tab refuses meanwhile
+    run.close()
+    assert not recipes.training_running()

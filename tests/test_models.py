@@ -308,3 +308,33 @@ def test_an_efficientnet_built_under_inference_mode_can_be_prepared_outside_it()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     with torch.inference_mode():
         assert (model(x) - before).abs().max() < 1e-4
+
+
+def test_a_user_folder_cannot_replace_a_model_that_comes_with_the_app(tmp_path):
+    """user_models/swin_digits (or efficientnet_lite0) is skipped with a one-line warning, the
+    bundled / built-in model kept; a user folder still refreshes a user's own model."""
+    import shutil
+
+    import models
+
+    bundled = models.BUNDLED_MODELS / "swin_digits"
+    for name in ("swin_digits", "efficientnet_lite0", "mine_again"):
+        (tmp_path / name).mkdir()
+        for file in ("config.json", "model.safetensors"):
+            shutil.copy(bundled / file, tmp_path / name / file)
+    before = models.get_spec("swin_digits")
+    try:
+        with pytest.warns(UserWarning) as caught:
+            assert models.register_user_models(tmp_path) == ["mine_again"]
+        messages = sorted(str(w.message) for w in caught)
+        assert len(messages) == 2 and all("\n" not in m and "comes with the app" in m for m in messages), messages
+        assert models.get_spec("swin_digits") is before and not before.user
+        assert models.get_spec("efficientnet_lite0").weights != models.LOCAL
+        with pytest.raises(ValueError, match="comes with the app"):
+            models.register_model_folder(tmp_path / "swin_digits", replace=True)
+        assert models.register_user_models(tmp_path / "x") == []
+        with pytest.warns(UserWarning):  # a user's own model is refreshed, as before
+            assert models.register_user_models(tmp_path) == ["mine_again"]
+        assert models.get_spec("mine_again").user
+    finally:
+        models.forget_model("mine_again")

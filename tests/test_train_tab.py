@@ -28,7 +28,7 @@ def tab(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # where the download zip is written
     callbacks = train_tab.TrainCallbacks()
     yield callbacks
-    for name in ("tab_digits", "tab_cancelled"):
+    for name in ("tab_digits", "tab_cancelled", "tab_gone"):
         models.forget_model(name)
 
 
@@ -42,6 +42,8 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     epochs = [o for o in outputs if o[0].startswith("Epoch")]
     assert [o[0].split(":")[0] for o in epochs] == ["Epoch 1/2", "Epoch 2/2"]
     assert all(o[1] is not None for o in epochs)  # a curve after every epoch
+    # ... with that many epochs' points: the curve grows while the run goes on
+    assert [len(o[1].axes[0].lines[0].get_xdata()) for o in epochs] == [1, 2]
     status, curves, result, confusion, samples, download = outputs[-1]
     assert status.startswith("Done: **tab_digits**") and "| 0 |" in result
     assert curves is not None and confusion is not None and samples is not None
@@ -73,6 +75,97 @@ def test_cancel_keeps_the_best_checkpoint_so_far(tab, tmp_path):
     assert outputs[-1][0].startswith("Cancelled; kept **tab_cancelled**")
     assert (tmp_path / "user_models" / "tab_cancelled" / "model.safetensors").is_file()
     assert tab.cancel() == "Nothing is training."
+
+
+class Page:
+    """A stand-in for the gr.Request Gradio passes: only the session matters here."""
+
+    def __init__(self, session_hash):
+        self.session_hash = session_hash
+
+
+def wait_until(condition, seconds=60.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition()
+
+
+def test_a_page_that_goes_away_cancels_its_run_and_the_model_is_still_registered(tab, tmp_path):
+    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 5, 0.002, "tab_gone", TINY,
+                    progress=no_progress, request=Page("a"))
+    assert next(run)[0].startswith("Preparing")
+    run.close()  # Gradio closes the generator when the browser disconnects (GeneratorExit)
+    assert tab.cancel_event.is_set()
+    # The run stops after its current step and the worker registers the model itself:
+    # offered now, not only after a restart.
+    wait_until(lambda: "tab_gone" in models.list_models())
+    wait_until(lambda: not training.training_running())
+    assert models.weights_status("tab_gone") == "trained"
+    assert (tmp_path / "user_models" / "tab_gone" / "model.safetensors").is_file()
+
+
+def test_only_the_page_that_started_a_training_can_cancel_it(tab, monkeypatch):
+    import threading
+
+    release = threading.Event()
+
+    def scratch(out, *args, should_stop, **kwargs):
+        release.wait(30)
+        raise training.TrainingInputError("stopped by the test.")
+
+    def busy_scratch(*args, **kwargs):
+        with recipes.busy():
+            return scratch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "scratch", busy_scratch)
+    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_other", TINY,
+                    progress=no_progress, request=Page("starter"))
+    next(run)
+    try:
+        for _ in range(200):  # the worker takes the lock
+            if training.training_running():
+                break
+            __import__("time").sleep(0.01)
+        assert tab.cancel(Page("someone else")) == "Only the page that started this training can cancel it."
+        assert not tab.cancel_event.is_set()
+        assert tab.cancel(Page("starter")).startswith("Cancelling")
+        assert tab.cancel_event.is_set()
+    finally:
+        release.set()
+    with pytest.raises(gr.Error, match="stopped by the test"):
+        list(run)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_that_dies_without_a_word_ends_the_page_in_one_sentence(tab, monkeypatch):
+    def scratch(*args, **kwargs):
+        raise SystemExit  # a BaseException: the worker's except clauses let it through
+
+    monkeypatch.setattr(training, "scratch", scratch)
+    monkeypatch.setattr(train_tab.TrainCallbacks, "WORKER_POLL_S", 0.05)
+    with pytest.raises(gr.Error, match="stopped unexpectedly") as info:
+        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_dies", TINY,
+                       progress=no_progress))
+    assert info.value.print_exception is False
+
+
+def test_a_model_folder_the_registry_refuses_gets_one_sentence(tab, monkeypatch, tmp_path):
+    def scratch(out, *args, **kwargs):
+        return recipes.RunResult(out=out, metrics={}, train=None)
+
+    def register(*args, **kwargs):
+        raise ValueError("a model named tab_refused exists already")
+
+    monkeypatch.setattr(training, "scratch", scratch)
+    monkeypatch.setattr(models, "register_model_folder", register)
+    with pytest.raises(gr.Error, match="could not be added to the architecture list") as info:
+        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_refused", TINY,
+                       progress=no_progress))
+    message = str(info.value.message)
+    assert "exists already" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("source, archive, name, size, match", [

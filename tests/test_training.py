@@ -325,3 +325,95 @@ def test_inside_swin_views_of_the_trained_digits_swin():
     *pictures, summary = callbacks.swin_views(image, "swin_digits", 0, 1, "mean", 8, 8, progress=None)
     assert "untrained" not in summary and "16 x 16 model input" in summary
     assert all(p is not None and p.shape[0] > 100 for p in pictures)
+
+
+def test_fit_is_seeded_and_gives_the_global_random_streams_back():
+    """fit seeds its run (two runs agree) and leaves torch's and numpy's global
+    streams as they were: the server's other threads are not reset to its seed."""
+    import numpy as np
+
+    x, y = torch.randn(64, 5), torch.randint(0, 2, (64,))
+    data = torch.utils.data.TensorDataset(x, y)
+
+    def run():
+        factory = lambda: torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(5, 2))  # noqa: E731
+        model = training.fit(factory, data, data, training.Recipe(epochs=2, batch_size=8, seed=7),
+                             progress=False).model
+        return model[1].weight.detach().clone()
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expected_torch, expected_numpy = torch.rand(3), np.random.rand(3)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    first = run()
+    assert torch.equal(torch.rand(3), expected_torch) and np.array_equal(np.random.rand(3), expected_numpy)
+    assert torch.equal(run(), first)
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("epochs", 0, "at least 1 epoch"), ("epochs", -2, "at least 1 epoch"), ("epochs", 1.5, "at least 1 epoch"),
+    ("lr", 0.0, "finite number above 0"), ("lr", -0.1, "finite number above 0"),
+    ("lr", float("nan"), "finite number above 0"), ("lr", float("inf"), "finite number above 0"),
+])
+def test_a_recipe_without_an_epoch_or_a_usable_learning_rate_is_one_sentence(field, value, says):
+    with pytest.raises(training.TrainingInputError, match=says) as info:
+        training.Recipe(**{field: value})
+    assert one_sentence(str(info.value)), str(info.value)
+
+
+def test_the_command_refuses_zero_epochs_in_one_sentence(tmp_path, capsys):
+    from training.__main__ import main
+
+    assert main(["scratch", "--dataset", "digits", "--epochs", "0", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "at least 1 epoch" in error and not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def _stored_zip(path: Path, entries: dict) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, payload in entries.items():
+            z.writestr(name, payload)
+    return path
+
+
+def _patch_central_directory(path: Path, offset: int, value: bytes) -> Path:
+    """Overwrite bytes of the first central-directory entry (the record signed PK\\1\\2)."""
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"PK\x01\x02") + offset
+    raw[at:at + len(value)] = value
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _crc_error(tmp_path):
+    path = _stored_zip(tmp_path / "crc.zip", {"a/x.png": b"0123456789" * 10})
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"0123456789")] ^= 0xFF  # the data changed, the CRC not
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _encrypted(tmp_path):  # general-purpose flag bit 0: encrypted
+    return _patch_central_directory(_stored_zip(tmp_path / "enc.zip", {"a/x.png": b"x" * 100}), 8, b"\x01\x00")
+
+
+def _unsupported(tmp_path):  # compression method 99 (AES), which zipfile cannot read
+    return _patch_central_directory(_stored_zip(tmp_path / "aes.zip", {"a/x.png": b"x" * 100}), 10, b"\x63\x00")
+
+
+@pytest.mark.parametrize("make, says", [
+    (_crc_error, "is damaged"),
+    (_encrypted, "is encrypted"),
+    (_unsupported, "compressed in a way"),
+    (lambda tmp_path: _zip(tmp_path / "clash.zip", {"a": b"x", "a/b": b"y"}), "clashes with"),
+    (lambda tmp_path: _zip(tmp_path / "clash2.zip", {"a/b": b"y", "a": b"x"}), "clashes with"),
+    (lambda tmp_path: _zip(tmp_path / "long.zip", {f"a/{'x' * 300}.png": b"x"}), "cannot be unpacked here"),
+])
+def test_a_zip_that_cannot_be_unpacked_is_one_sentence(tmp_path, make, says):
+    from training.data import safe_extract_zip
+
+    with pytest.raises(training.TrainingInputError, match=says) as info:
+        safe_extract_zip(make(tmp_path), tmp_path / "out")
+    assert one_sentence(str(info.value)), str(info.value)
+    assert info.value.__cause__ is None  # no traceback chained behind the sentence

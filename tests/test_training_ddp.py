@@ -21,13 +21,16 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
-# Measured here: ~1e-6 after 12 Adam steps (sums in another order, amplified
-# a little by each step); 1e-4 leaves room and still catches a wrong
-# gradient average (which moves weights by ~1e-3 per step at lr 1e-3).
+# SGD, not Adam: Adam's step is invariant to the gradient's scale, so a
+# gradient summed instead of averaged across the processes would pass with
+# it. With SGD a summed gradient is a doubled learning rate: measured here,
+# lr 0.05 against 0.1 moves the weights apart by ~5e-2 after these 12 steps,
+# while the 2 processes and the 1 (sums in another order) differ by ~6e-8,
+# well within WEIGHT_TOLERANCE.
 WEIGHT_TOLERANCE = 1e-4
 ARGS = ["scratch", "--dataset", "digits", "--embed-dim", "16", "--depths", "2,2", "--num-heads", "1,2",
         "--window-size", "4", "--patch-size", "2", "--image-size", "16", "--drop-path-rate", "0", "--no-augment",
-        "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "32", "--epochs", "1", "--max-steps", "12",
+        "--optimizer", "sgd", "--lr", "0.05", "--batch-size", "32", "--epochs", "1", "--max-steps", "12",
         "--seed", "0"]
 
 

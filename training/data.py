@@ -109,15 +109,35 @@ def safe_extract_zip(path: str | os.PathLike, destination: str | os.PathLike) ->
             if m.is_dir():
                 continue
             target = destination.joinpath(*PurePosixPath(m.filename.replace("\\", "/")).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(m) as source, open(target, "wb") as out:
-                # Counted while writing: the sizes in the directory can lie.
-                while chunk := source.read(1 << 20):
-                    written += len(chunk)
-                    if written > max(total, 1) * 1.01 + 2**20 or written > MAX_UNPACKED_BYTES:
-                        raise TrainingInputError("The zip was refused because it unpacks to more than its "
-                                                 "directory says (a zip bomb?); upload the images zipped plainly.")
-                    out.write(chunk)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(m) as source, open(target, "wb") as out:
+                    # Counted while writing: the sizes in the directory can lie.
+                    while chunk := source.read(1 << 20):
+                        written += len(chunk)
+                        if written > max(total, 1) * 1.01 + 2**20 or written > MAX_UNPACKED_BYTES:
+                            raise TrainingInputError("The zip was refused because it unpacks to more than its "
+                                                     "directory says (a zip bomb?); upload the images zipped "
+                                                     "plainly.")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, EOFError) as error:  # a bad CRC, a truncated member
+                raise TrainingInputError(f"The zip was refused because {m.filename!r} is damaged ({error}); zip "
+                                         "the images again.") from None
+            except NotImplementedError:  # before RuntimeError, its base class
+                raise TrainingInputError(f"The zip was refused because {m.filename!r} is compressed in a way this "
+                                         "app cannot read; zip the images with ordinary (deflate) "
+                                         "compression.") from None
+            except RuntimeError as error:  # zipfile: "... is encrypted, password required"
+                raise TrainingInputError(f"The zip was refused because {m.filename!r} is encrypted; zip the images "
+                                         "without a password.") from None
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise TrainingInputError(f"The zip was refused because {m.filename!r} clashes with a file or "
+                                         "folder of the same name in it; give each file and folder its own "
+                                         "name.") from None
+            except OSError as error:  # a name too long for this system, among others
+                raise TrainingInputError(f"The zip was refused because {m.filename!r} cannot be unpacked here "
+                                         f"({error.strerror or type(error).__name__}); use shorter, plain file "
+                                         "names.") from None
     return destination
 
 

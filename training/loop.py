@@ -15,6 +15,7 @@ communication needed for the metrics).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -56,6 +57,13 @@ class Recipe:
     seed: int = 0
     max_steps: int | None = None
     eval_batch_size: int = 128
+
+    def __post_init__(self):
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise TrainingInputError(f"Train for at least 1 epoch, not {self.epochs!r}.")
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not (math.isfinite(self.lr)
+                                                                                     and self.lr > 0):
+            raise TrainingInputError(f"The learning rate must be a finite number above 0, not {self.lr!r}.")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -157,10 +165,40 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 128) -> tuple[fl
     return losses / max(len(probs), 1), probs, torch.cat(labels).numpy()
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """torch's and numpy's global random streams seeded with ``seed`` inside,
+    and given back as they were outside (``torch.random.fork_rng`` on the CPU).
+
+    The server's other threads share these streams: a run no longer leaves
+    them reset to its seed. torch has no per-thread default generator, and the
+    augmentations and drop-path draw from the global one, so while a run is
+    inside, a draw by another thread still takes from (and shifts) its stream:
+    a run is reproducible when it is the only one drawing, as before.
+    """
+    state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(state)
+
+
 def fit(model_factory: Callable[[], nn.Module] | nn.Module, train_data: Dataset, val_data: Dataset,
-        recipe: Recipe, *, train_mode: Callable[[nn.Module], None] | None = None,
-        on_epoch: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-        progress: bool = True, description: str = "train") -> TrainResult:
+        recipe: Recipe, **kwargs) -> TrainResult:
+    """Train a model and keep its best epoch (:func:`_fit`), inside :func:`seeded`
+    (``recipe.seed``): the same numbers as a global seed, and the global streams
+    are as they were afterwards."""
+    with seeded(recipe.seed):
+        return _fit(model_factory, train_data, val_data, recipe, **kwargs)
+
+
+def _fit(model_factory: Callable[[], nn.Module] | nn.Module, train_data: Dataset, val_data: Dataset,
+         recipe: Recipe, *, train_mode: Callable[[nn.Module], None] | None = None,
+         on_epoch: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
+         progress: bool = True, description: str = "train") -> TrainResult:
     """Train a model and keep its best epoch.
 
     ``model_factory`` is called once, after seeding torch with
@@ -185,8 +223,7 @@ def fit(model_factory: Callable[[], nn.Module] | nn.Module, train_data: Dataset,
     per_process = recipe.batch_size // world
     if len(train_data) < recipe.batch_size:
         per_process = max(len(train_data) // world, 1)  # tiny data: one batch of everything
-    torch.manual_seed(recipe.seed)
-    np.random.seed(recipe.seed)
+    # (seeded by fit with recipe.seed)
     model = model_factory() if callable(model_factory) and not isinstance(model_factory, nn.Module) \
         else model_factory
     module = model

@@ -30,7 +30,7 @@ from models.transforms import create_transform
 from . import data as datasets
 from .errors import TrainingInputError
 from .export import save_model_folder
-from .loop import Recipe, TrainResult, confusion_matrix, fit, is_main_process, per_class_accuracy
+from .loop import Recipe, TrainResult, confusion_matrix, fit, is_main_process, per_class_accuracy, seeded
 
 # One training at a time per process: a second one is refused, not queued
 # (the CPU is the bottleneck; two runs would each take twice as long).
@@ -323,8 +323,8 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, architecture: str 
 
             cache = not train_all and not augment
             if cache:
-                torch.manual_seed(seed)
-                model = factory()
+                with seeded(seed):  # the new head's initial weights; the global streams given back
+                    model = factory()
                 freeze_backbone(model)
                 train_features = cached_features(model, train_set.with_transform(eval_transform), progress=progress)
                 val_features = cached_features(model, val_set.with_transform(eval_transform), progress=progress)
@@ -339,8 +339,8 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, architecture: str 
                     model = factory()
                     holder["train_mode"] = None if train_all else freeze_backbone(model)
                     return model
-                torch.manual_seed(seed)  # the new head's initial weights
-                model = frozen_factory()
+                with seeded(seed):  # the new head's initial weights; the global streams given back
+                    model = frozen_factory()
                 result = fit(model, train_set.with_transform(finetune_train_transform(spec) if augment
                                                               else eval_transform),
                              val_set.with_transform(eval_transform), recipe, train_mode=holder["train_mode"],
