@@ -26,7 +26,7 @@ def test_init_statistics_rows_are_the_labs_statistics():
 def test_choosing_no_variant_is_one_sentence():
     with pytest.raises(gr.Error, match="Pick at least one attention variant"):
         lab_tab.init_statistics_rows([])
-    with pytest.raises(gr.Error, match="steps must be a whole number from 20 to 600, not 5\."):
+    with pytest.raises(gr.Error, match=r"steps must be a whole number from 20 to 600, not 5\."):
         next(lab_tab.live_comparison(["fused"], 5))
 
 
