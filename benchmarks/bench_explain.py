@@ -2,7 +2,7 @@
 in the same process (interleaved rounds, medians), and prints a markdown
 section for benchmarks/RESULTS.md.
 
-    python benchmarks/bench_explain.py [--rounds 5]
+    python -m benchmarks.bench_explain [--rounds 5]
 
 Models: EfficientNet-Lite0 (the bundled weights) and Swin-T (random weights:
 the cost does not depend on them), both prepared as the app runs them
@@ -16,18 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import explain  # noqa: E402
-import models  # noqa: E402
-from explain import faithfulness  # noqa: E402
+import explain
+import models
+from explain import faithfulness
 
 GOALS = {"gradcam": 3.0, "rollout": 1.5, "deletion+insertion": 20.0}
 CURVE_BATCH = 32  # images per forward in the curves: 16 steps each share their ends -> 32 images, one forward

@@ -1,7 +1,7 @@
 """Forward + backward time of each Swin attention variant of the attention
 lab, as a ratio to the ``fused`` attention on the same model.
 
-    python benchmarks/bench_lab.py [--rounds 15] [--budget 40] [--threads 1] [--append]
+    python -m benchmarks.bench_lab [--rounds 15] [--budget 40] [--threads 1] [--append]
 
 Two models: the lab's small Swin on its 16 x 16 digits (batch 64, as the
 recorded comparison trains it) and the seed's CIFAR Swin (``swin_cifar``,
@@ -15,18 +15,15 @@ also writes it into ``benchmarks/RESULTS.md`` (replacing an earlier one);
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, interleaved_ms, load_average, machine, markdown_table, median  # noqa: E402
-
-import models  # noqa: E402
-from models.swin_attention import ATTENTION_VARIANTS  # noqa: E402
-from training.lab import LabConfig  # noqa: E402
+import models
+from benchmarks.common import ROOT, interleaved_ms, load_average, machine, markdown_table, median
+from models.swin_attention import ATTENTION_VARIANTS
+from training.lab import LabConfig
 
 HEADING = "## Attention lab: forward + backward, each variant / fused"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

@@ -14,6 +14,8 @@ error into ``gate.refuse(str(error))``.
     top_k = arguments.whole_number("top_k", top_k, 1, 20)
     x = arguments.number("alpha", alpha, 0.0, 1.0, default=0.5)
     name = arguments.choice("architecture", name, models.list_models())
+    label = arguments.text("name", label, 64, default="")
+    picked = arguments.choices("variants", picked, ["a", "b"], default=[])
 """
 from __future__ import annotations
 
@@ -30,7 +32,11 @@ _MISSING = object()
 
 def _shown(value) -> str:
     """The value as the message quotes it: short, never a whole payload."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, OverflowError):  # an int past Python's digit limit cannot be written out
+        return "a number too long to show"
+    # Quoted as is: a huge JSON integer (10**400) would put hundreds of digits in the sentence.
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -42,7 +48,7 @@ def _real(name: str, value, what: str, default):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ArgumentError(f"{name} must be {what}, not {value}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     return value
 
 
@@ -54,10 +60,10 @@ def whole_number(name: str, value, low: int, high: int, default=_MISSING) -> int
     if value is None:
         return default
     if isinstance(value, float) and not value.is_integer():
-        raise ArgumentError(f"{name} must be {what}, not {value}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     value = int(value)
     if not low <= value <= high:
-        raise ArgumentError(f"{name} must be {what}, not {value}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     return value
 
 
@@ -68,7 +74,7 @@ def number(name: str, value, low: float, high: float, default=_MISSING) -> float
     if value is None:
         return default
     if not low <= value <= high:
-        raise ArgumentError(f"{name} must be {what}, not {value:g}.")
+        raise ArgumentError(f"{name} must be {what}, not {_shown(value)}.")
     return float(value)
 
 
@@ -81,3 +87,22 @@ def choice(name: str, value, choices: Iterable[str], default=_MISSING, shown: in
     if not isinstance(value, str) or value not in choices:
         raise ArgumentError(f"{name} must be one of {listed}; not {_shown(value)}.")
     return value
+
+
+def text(name: str, value, max_length: int, default=_MISSING) -> str:
+    """A string of at most ``max_length`` characters."""
+    if value is None and default is not _MISSING:
+        return default
+    if not isinstance(value, str) or len(value) > max_length:
+        raise ArgumentError(f"{name} must be text of at most {max_length} characters, not {_shown(value)}.")
+    return value
+
+
+def choices(name: str, value, allowed: Iterable[str], default=_MISSING, shown: int = 12) -> list[str]:
+    """A list of some of ``allowed`` (each checked as :func:`choice` checks one)."""
+    if value is None and default is not _MISSING:
+        return default
+    if not isinstance(value, list):
+        raise ArgumentError(f"{name} must be a list of choices, not {_shown(value)}.")
+    allowed = list(allowed)
+    return [choice(name, item, allowed, shown=shown) for item in value]

@@ -36,7 +36,7 @@ def target_argument(value):
     """A target as the API takes it: a class name or "top1" (a string), a
     class index (a whole number), or None (top1); checked against the
     model's classes later."""
-    if value is None:
+    if value is None or value == "":  # the hidden API textbox sends "" when the client leaves it out
         return "top1"
     if isinstance(value, str) and len(value) <= 200:
         return value
@@ -44,6 +44,14 @@ def target_argument(value):
         return arguments.whole_number("target", value, 0, 10**6)
     raise arguments.ArgumentError(f"target must be a class name, a class index or \"top1\", "
                                   f"not {str(value)[:40]!r}.")
+
+
+def method_argument(value) -> str:
+    """A method as the API takes it: one of explain.METHODS; None or "" (what the hidden API
+    textbox sends when the client leaves it out) is the default."""
+    if value is None or value == "":
+        return DEFAULT_METHOD
+    return arguments.choice("method", value, explain.METHODS)
 
 
 def curves_figure(result: explaining.Explanation) -> np.ndarray:
@@ -132,7 +140,7 @@ class ExplainCallbacks:
         summary with the class, its probability, the deletion / insertion
         AUCs of the map and of a random map, and the seconds it took.
         ``target``: a class name, a class index, or "top1"."""
-        result = self._explain(image, architecture, str(method or DEFAULT_METHOD), target)
+        result = self._explain(image, architecture, method_argument(method), target_argument(target))
         return result.overlay(DEFAULT_OPACITY), self.map_files.write(result), result.summary()
 
     # ------------------------------------------------------------------ page
@@ -216,9 +224,8 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
     # The API's method and target: free text, checked at the gate (demo/gate.py) and then against the model.
     api_method = gr.Textbox(visible=False)
     api_target = gr.Textbox(visible=False)
-    check_method = partial(arguments.choice, "method", choices=explain.METHODS)
     for component in (method, api_method):
-        gate.guard(component, check_method, "method")
+        gate.guard(component, method_argument, "method")
     gate.guard(api_target, target_argument, "target")
     gate.guard(opacity, partial(arguments.number, "opacity", low=0.0, high=1.0, default=DEFAULT_OPACITY), "opacity")
 

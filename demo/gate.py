@@ -24,6 +24,8 @@ API for every tab (import ``from demo import gate``)::
         # instead of Gradio's preprocess: a bad one gets the check's one sentence
     gate.refuse(message, what="") -> gr.Error  # raise it: one sentence to the client,
         # one line in the log (repeats collapsed), no traceback
+    gate.keep_for(path, seconds)  # a download the app wrote into the upload folder
+        # (a trained model's zip) is kept from the sweeper for a while
     gate.GateError  # what open_image / open_server_file raise (a ValueError, message = the sentence)
     gate.configure(Limits(...))  # build_demo does it from the app's settings
 
@@ -146,7 +148,13 @@ def upload_folder() -> Path:
 def _fields(value) -> tuple[Any, Any] | None:
     """(path, url) of a file reference: a FileData-like object or its dict; None if it is neither."""
     if isinstance(value, dict):
-        if not set(value) <= _FILE_KEYS or not ("path" in value or "url" in value):
+        if not ("path" in value or "url" in value):
+            return None
+        meta = value.get("meta")
+        # Gradio reads a dict marked as FileData as a file whatever other keys it has: an extra
+        # key must not take it past the check.
+        marked = isinstance(meta, dict) and meta.get("_type") == "gradio.FileData"
+        if not marked and not set(value) <= _FILE_KEYS:
             return None
         return value.get("path"), value.get("url")
     if hasattr(value, "path") and hasattr(value, "url") and not isinstance(value, (str, bytes)):
@@ -230,6 +238,12 @@ def check_reference(value, limits: Limits | None = None) -> Path | tuple[bytes, 
     if size > limits.max_bytes:
         raise GateError(f"The file is larger than the {limits.max_bytes / 2**20:g} MB this app accepts; upload a "
                         "smaller image.")
+    try:
+        # Recently used from the moment it is approved: a sweep between this check and the
+        # callback's open deletes the least recently used first, so not this file.
+        os.utime(uploaded)
+    except OSError:
+        pass
     return uploaded
 
 
@@ -257,15 +271,8 @@ def open_image(value, limits: Limits | None = None) -> Image.Image:
     if value is None or value == "":
         raise GateError(NO_IMAGE)
     limits = limits or _limits
-    reference = check_reference(value, limits)
-    if isinstance(reference, Path):
-        try:
-            os.utime(reference)  # recently used: the sweeper deletes the least recently used first
-        except OSError:
-            pass
-        source = reference
-    else:
-        source = reference[0]
+    reference = check_reference(value, limits)  # touches an upload: recently used
+    source = reference if isinstance(reference, Path) else reference[0]
     try:
         return _remember(images.load_image(source, max_pixels=limits.max_pixels))
     except images.ImageInputError as error:
@@ -313,6 +320,11 @@ def guard(component, check: Callable[[Any], Any], what: str = ""):
             return check(payload)
         except (arguments.ArgumentError, GateError) as error:
             raise refuse(str(error), what) from None
+        except Exception as error:  # noqa: BLE001 - a check's own bug is still one sentence, never a traceback
+            logger.info("%s%s in a check: %s", f"{what}: " if what else "", type(error).__name__,
+                        arguments._shown(str(error)))
+            raise gr.Error(f"{what or 'An argument'} could not be read; send a value of the kind the field "
+                           "shows and try again.", print_exception=False) from None
 
     component.preprocess = preprocess
     return component
@@ -326,9 +338,9 @@ class RepeatFilter(logging.Filter):
     ``burst`` lines a window in all: a script sending bad requests in a loop
     cannot flood the log."""
 
-    def __init__(self, window: float = 60.0, burst: int = 30):
+    def __init__(self, window: float = 60.0, burst: int = 30, max_keys: int = 10_000):
         super().__init__()
-        self.window, self.burst = window, burst
+        self.window, self.burst, self.max_keys = window, burst, max_keys
         self._last: dict[str, tuple[float, int]] = {}
         self._window_start, self._lines, self._held = 0.0, 0, 0
         self._lock = threading.Lock()
@@ -339,8 +351,11 @@ class RepeatFilter(logging.Filter):
         with self._lock:
             if now - self._window_start > self.window:
                 self._window_start, self._lines = now, 0
-                if len(self._last) > 10_000:
-                    self._last.clear()
+            # Distinct messages within one window (a script varying its bad request) would grow
+            # the table without bound: past max_keys it starts afresh, which at worst lets a few
+            # repeats through (still at most burst lines a window).
+            if len(self._last) >= self.max_keys and key not in self._last:
+                self._last.clear()
             seen, held = self._last.get(key, (-self.window - 1, 0))
             if now - seen <= self.window or self._lines >= self.burst:
                 self._last[key] = (seen, held + 1) if now - seen <= self.window else (now, 0)
@@ -376,11 +391,40 @@ def refuse(message: str, what: str = "") -> gr.Error:
 
 # ---------------------------------------------------------------- the upload folder, bounded
 
+# Files the app itself wrote into the upload folder for a client to download
+# (a trained model's zip): path -> when protection ends (time.monotonic).
+# Such a file may be larger than the folder's whole bound, so the sweeper
+# would delete it before it is fetched; at most MAX_KEPT are protected at a
+# time, so the disk used stays bounded (the oldest is then swept as usual).
+MAX_KEPT = 3
+_kept: dict[str, float] = {}
+_kept_lock = threading.Lock()
+
+
+def keep_for(path: str | os.PathLike, seconds: float = 3600) -> None:
+    """Keep ``path`` (a download the app wrote into the upload folder) from the sweeper for ``seconds``."""
+    with _kept_lock:
+        now = time.monotonic()
+        for name, until in list(_kept.items()):
+            if until < now:
+                del _kept[name]
+        _kept[os.path.normpath(str(path))] = now + seconds
+        while len(_kept) > MAX_KEPT:
+            del _kept[min(_kept, key=_kept.get)]
+
+
+def kept_files() -> set[str]:
+    """The paths :func:`keep_for` protects now."""
+    with _kept_lock:
+        now = time.monotonic()
+        return {name for name, until in _kept.items() if until >= now}
+
+
 class UploadSweeper:
     """Keeps the upload folder under ``max_bytes`` and ``max_files`` (least
     recently used files deleted first: :func:`open_image` touches what it reads),
     and deletes files unused for ``max_age_s``. Files ``protected()`` names
-    (the examples Gradio copied there) stay."""
+    (the examples Gradio copied there) and those :func:`keep_for` protects stay."""
 
     def __init__(self, folder: Path | None = None, max_bytes: int = 100 * 2**20, max_files: int = 2000,
                  max_age_s: float = 3600, protected: Callable[[], Iterable[str]] = lambda: ()):
@@ -401,7 +445,7 @@ class UploadSweeper:
         folder plus ``incoming`` bytes fits; returns the bytes freed."""
         with self._lock:
             self._last_sweep = time.monotonic()
-            keep = {os.path.normpath(p) for p in self.protected()}
+            keep = {os.path.normpath(p) for p in self.protected()} | kept_files()
             files = []
             for directory, _, names in os.walk(self.folder):
                 for name in names:
@@ -430,11 +474,11 @@ class UploadSweeper:
                     pass
             return freed
 
-    def sweep_soon(self) -> None:
+    def sweep_soon(self, incoming: int = 0) -> None:
         """:meth:`sweep`, unless one ran in the last second (every request
         may write answers there; a walk of the folder per request is not needed)."""
         if time.monotonic() - self._last_sweep >= 1.0:
-            self.sweep()
+            self.sweep(incoming)
 
     def start(self, every_s: float = 300) -> None:
         """Sweep every ``every_s`` seconds as well, so that an idle server forgets old uploads."""
@@ -545,7 +589,10 @@ class RequestGate:
         length = _int(headers.get(b"content-length"))
         if scope["path"].rstrip("/").endswith("/upload"):
             if self.sweeper is not None:
-                await anyio.to_thread.run_sync(self.sweeper.sweep, length or 0)
+                # The header is the client's word: room for at most one image's worth (a huge
+                # claimed length emptied the folder of everyone's uploads), at most once a second.
+                incoming = min(max(length or 0, 0), limits.max_bytes)
+                await anyio.to_thread.run_sync(self.sweeper.sweep_soon, incoming)
             return await self._upload(scope, receive, send)
         if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
             return await self.app(scope, receive, send)  # not JSON; Gradio reads files only at /upload
@@ -616,9 +663,16 @@ def _int(value: bytes | None) -> int | None:
         return None
 
 
+def _printable(text, limit: int = 200) -> str:
+    """Client text for the log: control characters and non-ASCII escaped, at most ``limit`` characters."""
+    text = str(text).encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 async def _answer(send, status: int, message: str, scope) -> None:
     """An error response carrying the one sentence, logged as one line."""
-    logger.info("%s %s: %s", scope.get("method"), scope.get("path"), message)
+    # The path is percent-decoded client text: escaped, so a %0A cannot start a forged log line.
+    logger.info("%s %s: %s", scope.get("method"), _printable(scope.get("path")), message)
     body = json.dumps({"error": message, "detail": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

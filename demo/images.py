@@ -337,6 +337,10 @@ _WIDTH, _HEIGHT, _BITS, _COMPRESSION, _PHOTOMETRIC = 256, 257, 258, 259, 262
 _STRIP_OFFSETS, _SAMPLES, _ROWS_PER_STRIP, _STRIP_BYTES, _PLANAR, _PREDICTOR, _SAMPLE_FORMAT = \
     273, 277, 278, 279, 284, 317, 339
 _TIFF_TYPES = {3: "H", 4: "I"}  # SHORT, LONG: what these tags use
+# Values read from one tag: a tuple of them costs tens of bytes each, so a
+# file of a few MB could still ask for hundreds of MB; one strip per row of a
+# 65,536-row image is the most this reader needs.
+_MAX_TAG_VALUES = 2**16
 
 
 def read_float_tiff(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image | None:
@@ -357,8 +361,16 @@ def read_float_tiff(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             if kind not in _TIFF_TYPES:
                 continue
             size = struct.calcsize(_TIFF_TYPES[kind]) * number
-            raw = value_at if size <= 4 else data[struct.unpack(order + "I", value_at)[0]:][:size]
-            tags[tag] = struct.unpack(order + _TIFF_TYPES[kind] * number, raw[:size])
+            # A count is up to 2**32: check it against the file before building a format of that
+            # many items (a tiny file with a huge count cost gigabytes); a tag that cannot fit is
+            # skipped, so an unused one does not matter and a needed one is then missing.
+            if size > len(data) or number > _MAX_TAG_VALUES:
+                continue
+            if size <= 4:
+                raw, at = value_at, 0
+            else:
+                raw, (at,) = data, struct.unpack(order + "I", value_at)
+            tags[tag] = struct.unpack_from(f"{order}{number}{_TIFF_TYPES[kind]}", raw, at)
         samples = tags.get(_SAMPLES, (1,))[0]
         bits = tags.get(_BITS, (1,))
         if (samples != 3 or tags.get(_SAMPLE_FORMAT, (1,))[0] != 3 or len(set(bits)) != 1
@@ -370,6 +382,8 @@ def read_float_tiff(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         offsets, lengths = tags[_STRIP_OFFSETS], tags[_STRIP_BYTES]
     except (KeyError, IndexError, struct.error):
         return None
+    except (MemoryError, OverflowError, ValueError) as error:
+        raise ImageInputError(_DAMAGED) from error
     _check_size((width, height), max_pixels)
     compressed = tags.get(_COMPRESSION, (1,))[0] != 1
     try:

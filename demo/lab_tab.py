@@ -10,6 +10,7 @@ browser); :func:`build_lab_tab` lays them out inside the caller's
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import replace
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from demo import arguments, gate
 from models.swin_attention import ATTENTION_VARIANTS
 from training.lab import (CURVES_PNG, RESULTS_MD, LabConfig, build_model, curves_figure, digits_tensors,
                           init_statistics, train_variant)
@@ -55,7 +57,7 @@ def lab_data():
 def _check_variants(variants) -> list[str]:
     chosen = [v for v in (variants or []) if v in ATTENTION_VARIANTS]
     if not chosen:
-        raise gr.Error("Pick at least one attention variant.")
+        raise gate.refuse("Pick at least one attention variant.", "lab")
     return chosen
 
 
@@ -97,11 +99,9 @@ def live_comparison(variants, steps, session: str = "", progress=None):
     step, keeping what finished."""
     chosen = _check_variants(variants)
     try:
-        steps = int(steps)
-    except (TypeError, ValueError):
-        raise gr.Error(f"Steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}.") from None
-    if not MIN_STEPS <= steps <= MAX_STEPS:
-        raise gr.Error(f"Steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}.")
+        steps = arguments.whole_number("steps", steps, MIN_STEPS, MAX_STEPS)
+    except arguments.ArgumentError as error:
+        raise gate.refuse(str(error), "lab") from None
     with _stop_lock:
         _stop_requested[session] = False
     data = lab_data()
@@ -139,6 +139,14 @@ def live_comparison(variants, steps, session: str = "", progress=None):
             _stop_requested.pop(session, None)
 
 
+def guard_lab_arguments(variants, steps) -> None:
+    """Check the lab events' arguments at the boundary (:func:`demo.gate.guard`): the events are
+    private but reachable through the queue by their index."""
+    gate.guard(variants, functools.partial(arguments.choices, "variants", allowed=VARIANTS, default=[]), "variants")
+    gate.guard(steps, functools.partial(arguments.whole_number, "steps", low=MIN_STEPS, high=MAX_STEPS,
+                                        default=DEFAULT_STEPS), "steps")
+
+
 def build_lab_tab() -> None:
     """The tab's components and events, inside the caller's ``gr.Tab`` (and ``gr.Blocks``)."""
     gr.Markdown("## Attention lab: do different implementations of attention change the model?\n" + EXPLANATION)
@@ -162,6 +170,7 @@ def build_lab_tab() -> None:
     status = gr.Markdown(elem_id="lab-status")
     plot = gr.Plot(label="Validation accuracy by epoch", elem_id="lab-curves")
 
+    guard_lab_arguments(variants, steps)
     init_button.click(init_statistics_rows, [variants], [init_table], concurrency_id="lab", concurrency_limit=1,
                       api_visibility="private")
 

@@ -7,9 +7,10 @@ tests/test_train_tab.py); :func:`build_train_tab` lays them out.
 """
 from __future__ import annotations
 
+import functools
 import queue
+import secrets
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import gradio as gr
 
 import models
 import training
+from demo import arguments, gate
 from training import plots, recipes
 
 DIGITS, UPLOAD = "Handwritten digits (train a small Swin from scratch)", "My images (a .zip of class folders)"
@@ -34,7 +36,27 @@ MAX_EPOCHS = 50
 
 
 def user_error(message: str) -> gr.Error:
-    return gr.Error(message, print_exception=False)
+    return gate.refuse(message, "train")
+
+
+def _architecture(value):
+    # The list is read per call: a model trained since the page was built may be fine-tuned too.
+    return arguments.choice("architecture", value, models.list_models(), default=models.OFFLINE_DEFAULT)
+
+
+def guard_train_arguments(source, architecture, epochs, lr, name, size) -> None:
+    """Check the training event's arguments at the boundary (:func:`demo.gate.guard`): the event is
+    private but reachable through the queue by its index, so NaN, text or a list is refused in one
+    sentence before Gradio's own preprocess sees it."""
+    gate.guard(source, functools.partial(arguments.choice, "data", choices=[DIGITS, UPLOAD], default=DIGITS), "data")
+    gate.guard(architecture, _architecture, "architecture")
+    gate.guard(epochs, functools.partial(arguments.whole_number, "epochs", low=1, high=MAX_EPOCHS, default=5),
+               "epochs")
+    gate.guard(lr, functools.partial(arguments.number, "learning rate", low=0, high=10, default=None),
+               "learning rate")
+    gate.guard(name, functools.partial(arguments.text, "model name", max_length=64, default=""), "model name")
+    gate.guard(size, functools.partial(arguments.choice, "model size", choices=list(DIGITS_SIZES), default=SMALL),
+               "model size")
 
 
 def finetune_choices() -> list[str]:
@@ -63,7 +85,7 @@ class TrainCallbacks:
         try:
             epochs = int(epochs)
             lr = float(lr)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise training.TrainingInputError("Epochs and learning rate must be numbers.") from None
         if not 1 <= epochs <= MAX_EPOCHS:
             raise training.TrainingInputError(f"Choose between 1 and {MAX_EPOCHS} epochs.")
@@ -164,10 +186,20 @@ def result_markdown(m: dict) -> str:
     return f"| class | validation accuracy |\n|---|---|\n{rows}{skipped}"
 
 
+DOWNLOAD_KEEP_S = 3600
+
+
 def zip_folder(folder: Path) -> str:
-    """The output folder as a zip for download (in a temporary folder Gradio may serve)."""
-    target = Path(tempfile.mkdtemp(prefix="trained-")) / folder.name
-    return shutil.make_archive(str(target), "zip", root_dir=folder)
+    """The output folder as a zip for download, written once into Gradio's upload folder.
+
+    There Gradio serves it without a copy (a copy in /tmp was never removed), and
+    :func:`demo.gate.keep_for` keeps it from the upload sweeper for an hour: a fine-tuned
+    model's zip can be larger than the folder's whole bound.
+    """
+    target = gate.upload_folder() / f"trained-{secrets.token_hex(8)}" / f"{folder.name}.zip"
+    gate.keep_for(target, DOWNLOAD_KEEP_S)  # before writing: a sweep may run meanwhile
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return shutil.make_archive(str(target.with_suffix("")), "zip", root_dir=folder)
 
 
 def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallbacks:
@@ -203,6 +235,7 @@ def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallback
                 confusion = gr.Plot(label="Confusion matrix", elem_id="train-confusion")
                 samples = gr.Plot(label="Validation images", elem_id="train-samples")
             download = gr.File(label="Download the model folder (zip)", elem_id="train-download")
+    guard_train_arguments(source, architecture, epochs, lr, name, size)
     source.change(lambda s: gr.update(value=0.001 if s == DIGITS else 0.01), [source], [lr],
                   show_progress="hidden", api_visibility="private")
     run = start.click(callbacks.train, [source, archive, architecture, epochs, lr, name, size],

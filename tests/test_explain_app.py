@@ -127,3 +127,18 @@ def test_compare_callback(service):
     assert lite0_overlay["value"].shape == (224, 224, 3) and len(lite0_label["value"]) == 5
     assert outputs[4]["visible"] and outputs[5]["value"].shape == (32, 32, 3)
     assert outputs[6]["visible"] is False
+
+
+def test_explain_without_a_method_or_target_uses_the_defaults(service):
+    from demo import arguments, explain_tab
+
+    # What the hidden API textboxes send when a client leaves method and target out.
+    for empty in ("", None):
+        assert explain_tab.method_argument(empty) == "gradcam"
+        assert explain_tab.target_argument(empty) == "top1"
+    assert explain_tab.target_argument(0) == 0  # index 0 is a class, not "no target"
+    with pytest.raises(arguments.ArgumentError, match="method must be one of"):
+        explain_tab.method_argument("nope")
+    callbacks = explain_tab.ExplainCallbacks(service, lambda path: Image.open(path).convert("RGB"))
+    _, _, summary = callbacks.explain_api(str(CAT), "efficientnet_lite0", "", "")
+    assert summary["method"] == "gradcam" and summary["class"]

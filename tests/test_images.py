@@ -288,3 +288,46 @@ def test_jpeg_with_a_broken_exif_block_still_loads(tmp_path):
     broken = write(tmp_path, "broken-exif.jpg", data[:2] + segment + data[2:])
     image = load_image(broken)
     assert image.size == (10, 6)
+
+
+def test_tiff_tag_with_a_huge_count_costs_nothing():
+    # A tiny TIFF whose one tag claims 100 million values: the reader once built a
+    # struct format that long and peaked at gigabytes; the tag cannot fit the file, so it is skipped.
+    import tracemalloc
+
+    from demo.images import read_float_tiff
+
+    entry = struct.pack("<HHI4s", 258, 3, 100_000_000, struct.pack("<I", 8))
+    data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + b"\x00" * 4 + b"\x00" * 120
+    tracemalloc.start()
+    try:
+        assert read_float_tiff(data) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak
+
+
+def test_tiff_tag_pointing_past_the_end_is_not_an_error():
+    from demo.images import read_float_tiff
+
+    entry = struct.pack("<HHI4s", 258, 3, 3, struct.pack("<I", 10_000))  # 6 bytes at an offset past the end
+    data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + b"\x00" * 4
+    assert read_float_tiff(data) is None
+
+
+def test_tiff_tag_with_more_values_than_the_reader_needs_is_skipped():
+    from demo import images
+
+    count = images._MAX_TAG_VALUES + 1
+    entry = struct.pack("<HHI4s", 273, 3, count, struct.pack("<I", 26))
+    data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + b"\x00" * 4 + bytes(2 * count)
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        assert images.read_float_tiff(data) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**18, peak  # the values were never made into a tuple

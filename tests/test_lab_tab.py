@@ -26,7 +26,7 @@ def test_init_statistics_rows_are_the_labs_statistics():
 def test_choosing_no_variant_is_one_sentence():
     with pytest.raises(gr.Error, match="Pick at least one attention variant"):
         lab_tab.init_statistics_rows([])
-    with pytest.raises(gr.Error, match="Steps must be a whole number from 20 to 600"):
+    with pytest.raises(gr.Error, match="steps must be a whole number from 20 to 600, not 5\."):
         next(lab_tab.live_comparison(["fused"], 5))
 
 
@@ -67,3 +67,25 @@ def test_the_tab_builds_inside_a_page():
             lab_tab.build_lab_tab()
     ids = {getattr(c, "elem_id", None) for c in demo.blocks.values()}
     assert {"lab-variants", "lab-init", "lab-start", "lab-cancel", "lab-curves"} <= ids
+
+
+@pytest.mark.parametrize("argument, value, says", [
+    ("steps", float("nan"), "steps must be a whole number"), ("steps", float("inf"), "steps must be a whole number"),
+    ("steps", "abc", "steps must be a whole number"), ("steps", 10_000, "steps must be a whole number"),
+    ("variants", "fused", "variants must be a list"), ("variants", ["fused", "nope"], "variants must be one of"),
+    ("variants", [3], "variants must be one of"),
+])
+def test_the_lab_events_arguments_are_checked_at_the_boundary(argument, value, says):
+    parts = dict(variants=gr.CheckboxGroup(lab_tab.VARIANTS), steps=gr.Slider(lab_tab.MIN_STEPS, lab_tab.MAX_STEPS))
+    lab_tab.guard_lab_arguments(**parts)
+    with pytest.raises(gr.Error) as info:
+        parts[argument].preprocess(value)
+    assert info.value.message.startswith(says) and info.value.print_exception is False, info.value.message
+    assert parts["steps"].preprocess(None) == lab_tab.DEFAULT_STEPS and parts["variants"].preprocess(None) == []
+
+
+def test_infinite_steps_are_one_sentence_without_a_traceback():
+    for steps in (float("inf"), float("nan"), None, "abc"):
+        with pytest.raises(gr.Error, match="steps (must be a whole number|is missing)") as info:
+            next(lab_tab.live_comparison(["fused"], steps))
+        assert info.value.print_exception is False

@@ -239,7 +239,9 @@ def test_a_display_p3_photo_is_classified_like_its_srgb_copy(app, tmp_path, caps
 def test_a_malformed_argument_gets_one_sentence_naming_it(app, uploaded_cat, endpoint, argument, literal, says):
     values = {"/classify": {"image": uploaded_cat, "architecture": "efficientnet_lite0", "top_k": 3},
               "/swin_views": {"image": uploaded_cat, "architecture": SWIN_T, "stage": 0, "block": 1, "head": "mean",
-                              "query_x": 112, "query_y": 112}}[endpoint]
+                              "query_x": 112, "query_y": 112},
+              "/explain": {"image": uploaded_cat, "architecture": "efficientnet_lite0", "method": "gradcam",
+                           "target": "top1"}}[endpoint]
     # JSON by hand: NaN and 1e400 are what a careless client's encoder writes, and what json.dumps refuses to.
     encoded = [literal if name == argument else json.dumps(value) for name, value in values.items()]
     kind, message = call(app, endpoint, ('{"data": [' + ", ".join(encoded) + "]}").encode())
@@ -409,3 +411,124 @@ def test_the_log_has_one_line_per_refusal_and_no_traceback(app, uploaded_cat):
     assert "Traceback" not in log
     assert re.search(r"refused: POST /gradio_api/call/classify: This app reads only images", log)
     assert re.search(r"refused: top_k: top_k must be a whole number from 1 to 20, not nan\.", log)
+
+
+# ---------------------------------------------------------------- review fixes
+
+def _fill(folder, count, size=1000):
+    paths = []
+    for i in range(count):
+        path = folder / f"h{i}" / "photo.png"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(bytes(size))
+        paths.append(path)
+    return paths
+
+
+def test_an_upload_claiming_a_huge_length_does_not_empty_the_folder(tmp_path):
+    import anyio
+
+    folder = tmp_path / "uploads"
+    others = _fill(folder, 5)
+    sweeper = gate.UploadSweeper(folder, max_bytes=10_000)
+    sweeper.start = lambda *a, **k: None  # no background thread in a test
+    reached = []
+
+    async def gradio(scope, receive, send):
+        reached.append(scope["path"])
+
+    middleware = gate.RequestGate(gradio, limits=gate.Limits(4000), sweeper=sweeper)
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload",
+             "headers": [(b"content-length", b"99999999999"), (b"content-type", b"multipart/form-data")]}
+
+    async def nothing():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    for _ in range(3):
+        anyio.run(middleware, scope, nothing, send)
+    assert reached and all(p.exists() for p in others)
+    # A fourth claim within the second does not walk the folder again.
+    walks = []
+    sweeper.sweep = lambda incoming=0: walks.append(incoming)
+    anyio.run(middleware, scope, nothing, send)
+    assert walks == []
+
+
+def test_huge_integers_are_refused_in_a_short_sentence():
+    for check in (lambda v: arguments.number("alpha", v, 0, 1), lambda v: arguments.whole_number("top_k", v, 1, 20),
+                  lambda v: arguments.choice("mode", v, ["a"])):
+        for value in (10**400, -10**400, 10**5000 if hasattr(__import__("sys"), "set_int_max_str_digits") else 10**400):
+            with pytest.raises(arguments.ArgumentError) as caught:
+                check(value)
+            assert len(str(caught.value)) < 200, str(caught.value)
+            assert_one_sentence(str(caught.value))
+
+
+def test_guard_turns_any_exception_from_a_check_into_one_sentence():
+    import gradio as gr
+
+    def broken(value):
+        raise OverflowError("int too large to convert to float")
+
+    component = gate.guard(gr.Number(), broken, "epochs")
+    with pytest.raises(gr.Error) as caught:
+        component.preprocess(10**400)
+    assert_one_sentence(caught.value.message)
+    assert caught.value.print_exception is False
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_file_reference_with_an_extra_key_is_still_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    marked = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}, "foo": 1}
+    with pytest.raises(gate.GateError) as caught:
+        gate.check_request({"data": [marked]})
+    assert str(caught.value) == gate.SERVER_PATH_REFUSED
+    with pytest.raises(gate.GateError):
+        gate.check_request({"data": [{"nested": [{"url": "/etc/passwd", "meta": {"_type": "gradio.FileData"},
+                                                  "x": None}]}]})
+    # A dict that is not marked and has other keys is someone's data, not a file.
+    assert gate.check_request({"data": [{"path": "a/b", "label": "cat"}]}) is False
+
+
+def test_an_approved_upload_is_touched_so_a_sweep_spares_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    old, other = _fill(tmp_path / "uploads", 2)
+    for path in (old, other):
+        os.utime(path, (time.time() - 600, time.time() - 600))
+    os.utime(other, (time.time() - 300, time.time() - 300))
+    assert gate.check_reference({"path": str(old)}) == old
+    # Room for one file: the least recently used goes, and that is no longer the one just approved.
+    gate.UploadSweeper(tmp_path / "uploads", max_bytes=1500).sweep()
+    assert old.exists() and not other.exists()
+
+
+def test_a_refused_path_cannot_forge_log_lines():
+    import anyio
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    gate.logger.addHandler(handler)
+    scope = {"type": "http", "method": "POST", "path": "/x\n2026-01-01 refused: forged\u2028",
+             "headers": [(b"content-length", b"999999999")]}
+
+    async def send(message):
+        pass
+
+    try:
+        anyio.run(gate.RequestGate(None, limits=gate.Limits(1000)), scope, None, send)
+    finally:
+        gate.logger.removeHandler(handler)
+    assert records and all("\n" not in r and "\u2028" not in r for r in records), records
+    assert "/x\\n2026" in records[-1]
+
+
+def test_the_repeat_filter_s_table_stays_bounded():
+    repeat = gate.RepeatFilter(window=3600, burst=5, max_keys=100)
+    for i in range(5000):
+        repeat.filter(logging.LogRecord("x", logging.INFO, "", 0, f"bad request {i}", (), None))
+    assert len(repeat._last) <= 100

@@ -10,7 +10,7 @@ import torch
 
 import models
 import training
-from demo import train_tab
+from demo import gate, train_tab
 from training import recipes
 
 from conftest import ROOT
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture
 def tab(monkeypatch, tmp_path):
     monkeypatch.setenv("APP_USER_MODELS", str(tmp_path / "user_models"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # where the download zip is written
     callbacks = train_tab.TrainCallbacks()
     yield callbacks
     for name in ("tab_digits", "tab_cancelled"):
@@ -45,6 +46,8 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     assert status.startswith("Done: **tab_digits**") and "| 0 |" in result
     assert curves is not None and confusion is not None and samples is not None
     assert {"model.safetensors", "config.json", "metrics.json"} <= set(zipfile.ZipFile(download).namelist())
+    # Written once where Gradio serves it from, and kept from the sweeper for a while.
+    assert download.startswith(str(tmp_path / "uploads")) and download in gate.kept_files()
     assert (tmp_path / "user_models" / "tab_digits" / "model.safetensors").is_file()
     assert "tab_digits" in models.list_models() and models.weights_status("tab_digits") == "trained"
     config = models.read_model_folder(tmp_path / "user_models" / "tab_digits")["inside_classifier"]["config"]
@@ -129,3 +132,50 @@ def test_uploaded_zip_is_fine_tuned_and_a_bad_zip_refused(tab, tmp_path):
     with pytest.raises(gr.Error, match="outside its folder"):
         list(tab.train(train_tab.UPLOAD, str(evil), "efficientnet_lite0", 1, 0.01, "tab_evil", progress=no_progress))
     assert not (tmp_path / "user_models" / "tab_evil").exists()
+
+
+BAD_TRAIN_ARGUMENTS = [  # (argument, value, what the sentence names): what reaches the private event by its index
+    ("epochs", float("nan"), "epochs must be a whole number"), ("epochs", "abc", "epochs must be a whole number"),
+    ("epochs", float("inf"), "epochs must be a whole number"), ("epochs", 0, "epochs must be a whole number"),
+    ("epochs", 10**400, "epochs must be a whole number"), ("lr", float("nan"), "learning rate must be a number"),
+    ("lr", "abc", "learning rate must be a number"), ("lr", 11, "learning rate must be a number"),
+    ("name", ["a"], "model name must be text"), ("name", "x" * 500, "model name must be text"),
+    ("size", "huge", "model size must be one of"), ("source", 3, "data must be one of"),
+    ("architecture", "nope", "architecture must be one of"), ("architecture", None, None),
+]
+
+
+@pytest.mark.parametrize("argument, value, says", BAD_TRAIN_ARGUMENTS,
+                         ids=[f"{a}-{str(v)[:12]}" for a, v, _ in BAD_TRAIN_ARGUMENTS])
+def test_the_train_event_s_arguments_are_checked_at_the_boundary(argument, value, says):
+    parts = dict(source=gr.Radio([train_tab.DIGITS, train_tab.UPLOAD]), architecture=gr.Dropdown(),
+                 epochs=gr.Number(), lr=gr.Number(), name=gr.Textbox(), size=gr.Radio(list(train_tab.DIGITS_SIZES)))
+    train_tab.guard_train_arguments(**parts)
+    if says is None:  # None is the default
+        assert parts[argument].preprocess(value) == models.OFFLINE_DEFAULT
+        return
+    with pytest.raises(gr.Error) as info:
+        parts[argument].preprocess(value)
+    message = info.value.message
+    assert message.startswith(says) and message.endswith(".") and "\n" not in message and len(message) < 500, message
+    assert info.value.print_exception is False
+
+
+def test_train_refuses_infinite_epochs_in_one_sentence(tab):
+    with pytest.raises(gr.Error, match="must be numbers") as info:
+        next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", float("inf"), 0.01, "mine", TINY,
+                       progress=no_progress))
+    assert info.value.print_exception is False
+
+
+def test_the_download_zip_survives_a_sweep_while_the_folder_stays_bounded(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setattr(gate, "_kept", {})
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(__import__("os").urandom(5000))  # incompressible
+    sweeper = gate.UploadSweeper(tmp_path / "uploads", max_bytes=1000)  # smaller than one zip
+    zips = [train_tab.zip_folder(model) for _ in range(gate.MAX_KEPT + 1)]
+    sweeper.sweep()
+    kept = sorted(str(p) for p in (tmp_path / "uploads").rglob("*.zip"))
+    assert kept == sorted(zips[1:])  # the newest MAX_KEPT stay; the oldest is swept as usual
