@@ -152,7 +152,7 @@ def reason(method: str, entry: dict) -> str:
     flat = sum(v is None or not np.isfinite(v) for v in values)
     parts = []
     if high:
-        parts.append(f"its maps barely change when the model's weights are randomised (Spearman >= {THRESHOLD} "
+        parts.append(f"its maps stay similar when the model's weights are randomised (Spearman >= {THRESHOLD} "
                      f"on {high} of the {photos} example photos, up to {entry.get('max') or 0:.2f}), so they show "
                      "the image rather than what the model learned")
     if flat:
