@@ -5,8 +5,11 @@ matplotlib draws a heatmap by normalising the values, indexing the
 colormap's table and compositing; doing the same with NumPy costs a few
 milliseconds where a figure costs hundreds, so views that change on every
 click (demo/panels.py) paint their heatmaps this way into a figure drawn
-once (demo/frames.py). The colours are matplotlib's own: the table is read
-from its colormap.
+once (demo/frames.py). "inferno" is explain/pictures.py's table (the one
+the Explain tab's overlays use, so an attention map and a saliency map of the
+same value have the same colour); :data:`INFERNO` is that table as a
+matplotlib colormap, for the figures' colour bars and imshow. Other names
+read matplotlib's own table.
 """
 from __future__ import annotations
 
@@ -14,15 +17,25 @@ from functools import lru_cache
 
 import matplotlib
 import numpy as np
+from matplotlib.colors import ListedColormap
 
-LUT_SIZE = 256  # matplotlib's colormaps have 256 entries
+from explain import pictures
+
+LUT_SIZE = 256  # matplotlib's colormaps have 256 entries, as explain.pictures.LUT
+
+# explain/pictures.py's inferno as a matplotlib colormap (colour bars, imshow).
+INFERNO = ListedColormap(pictures.LUT.astype(np.float64) / 255, name="inferno (explain.pictures)")
 
 
 @lru_cache(maxsize=32)
 def colormap_lut(name: str) -> np.ndarray:
-    """uint8 ``[256, 3]``: the RGB colours of matplotlib's colormap ``name``."""
-    table = matplotlib.colormaps[name].resampled(LUT_SIZE)(np.linspace(0.0, 1.0, LUT_SIZE))[:, :3]
-    table = np.round(table * 255).astype(np.uint8)
+    """uint8 ``[256, 3]``: the RGB colours of the colormap ``name``
+    ("inferno": explain.pictures.LUT; others: matplotlib's)."""
+    if name == "inferno":
+        table = np.array(pictures.LUT, dtype=np.uint8, copy=True)
+    else:
+        table = matplotlib.colormaps[name].resampled(LUT_SIZE)(np.linspace(0.0, 1.0, LUT_SIZE))[:, :3]
+        table = np.round(table * 255).astype(np.uint8)
     table.flags.writeable = False
     return table
 

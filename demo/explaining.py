@@ -4,7 +4,11 @@ map's. No Gradio here: plain values in and out (tests call it directly).
 """
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +106,59 @@ def parse_target(target) -> int | str:
     return target
 
 
+class RandomCurvesCache:
+    """The random map's deletion / insertion curves, which do not depend on
+    the method: kept per (model, image, class, steps) in a small LRU, so that
+    a second method on the same image costs only its own curves. The model
+    is held by a weak reference and must be the very object (a reloaded or
+    retrained model of the same name misses)."""
+
+    def __init__(self, size: int = 32):
+        self.size, self._entries, self._lock = size, OrderedDict(), threading.Lock()
+
+    @staticmethod
+    def key(name: str, pretrained: bool, model: torch.nn.Module, x: torch.Tensor, target: int, steps: int):
+        digest = hashlib.sha256(x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()
+        return (name, pretrained, id(model), digest, int(target), int(steps))
+
+    def get(self, key, model):
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0]() is not model:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key, model, curves) -> None:
+        with self._lock:
+            self._entries[key] = (weakref.ref(model), curves)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+RANDOM_CURVES = RandomCurvesCache()
+
+
+def faithfulness_scores(name: str, pretrained: bool, model: torch.nn.Module, x: torch.Tensor,
+                        saliency: np.ndarray, target: int, steps: int) -> faithfulness.Faithfulness:
+    """:func:`faithfulness.evaluate`, the random map's curves from
+    :data:`RANDOM_CURVES` when this model, image, class and steps had them."""
+    key = RANDOM_CURVES.key(name, pretrained, model, x, target, steps)
+    random = RANDOM_CURVES.get(key, model)
+    result = faithfulness.evaluate(model, x, saliency, target, steps=steps, random=random)
+    if random is None:
+        RANDOM_CURVES.put(key, model, result.random)
+    return result
+
+
 def explain_image(service: InferenceService, image: Image.Image, name: str, method: str, target="top1",
                   with_faithfulness: bool = True, steps: int = faithfulness.DEFAULT_STEPS) -> Explanation:
     """Explain ``name``'s prediction of ``target`` on ``image`` (RGB PIL) with
@@ -120,7 +177,7 @@ def explain_image(service: InferenceService, image: Image.Image, name: str, meth
     except explain.ExplainError as error:
         raise ExplanationError(str(error)) from error
     saliency = explain.make(model, method).attribute(x, index)[0].numpy().astype(np.float32)
-    scores = faithfulness.evaluate(model, x, saliency, index, steps=steps) if with_faithfulness else None
+    scores = faithfulness_scores(spec.name, pretrained, model, x, saliency, index, steps) if with_faithfulness else None
     seconds = time.perf_counter() - start
     values, indices = probabilities.topk(min(5, probabilities.numel()))
     labels = model.spec.labels

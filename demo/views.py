@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from demo.colormap import INFERNO
 from models.swin import WindowGeometry, shifted_window_mask, shifted_window_regions, window_positions
 from models.transforms import model_input_image  # noqa: F401 - the views' image; defined beside its transform
 
@@ -599,7 +600,7 @@ def attention_overlay_figure(image: np.ndarray, attention_map: np.ndarray, title
     shown = attention_map if window_outline is None else np.ma.masked_where(~np.asarray(window_outline, bool),
                                                                             attention_map)
     top = float(vmax) if vmax is not None else float(attention_map.max())
-    heat = ax.imshow(shown, extent=extent, cmap="inferno", vmin=0.0, vmax=top if top > 0 else 1.0, alpha=0.65,
+    heat = ax.imshow(shown, extent=extent, cmap=INFERNO, vmin=0.0, vmax=top if top > 0 else 1.0, alpha=0.65,
                      interpolation="nearest")
     fig.colorbar(heat, ax=ax, label=colorbar_label, shrink=0.9)
     if window_outline is not None:

@@ -25,10 +25,18 @@ Random map: uniform noise on a coarse grid (a 32nd of the side, 7 x 7 at 224
 pixels) upsampled bilinearly, seeded: as smooth as a Grad-CAM map, so that
 the comparison is about *where* the map points, not about how scattered the
 removed pixels are (removing scattered single pixels barely changes a
-blurred-baseline image).
+blurred-baseline image). The seed comes from the image itself
+(:func:`image_seed`, a hash of its values): the same image always gets the
+same random map, and each photo gets its own, so one lucky pattern does not
+bias every verdict.
+
+Ties: pixels with the same saliency (Grad-CAM's zero regions, a constant
+map) are taken in a seeded random order, not row-major (which would remove
+a tied region top-down).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,19 +120,28 @@ def random_map(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return fine.numpy().astype(np.float32)
 
 
-def _order(saliency: np.ndarray) -> torch.Tensor:
-    """Pixel indices, most salient first (ties in row-major order)."""
-    return torch.from_numpy(np.argsort(-np.asarray(saliency, dtype=np.float32).reshape(-1), kind="stable").copy())
+def image_seed(x: torch.Tensor) -> int:
+    """A seed from the image's values (SHA-256 of its float32 bytes): the
+    same image, the same seed; another image, another seed."""
+    data = x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "little") & (2**63 - 1)
+
+
+def _order(saliency: np.ndarray, seed: int = 0) -> torch.Tensor:
+    """Pixel indices, most salient first; ties in a random order seeded by ``seed``."""
+    values = -np.asarray(saliency, dtype=np.float32).reshape(-1)
+    shuffle = torch.randperm(values.size, generator=torch.Generator().manual_seed(seed)).numpy()
+    return torch.from_numpy(shuffle[np.argsort(values[shuffle], kind="stable")].copy())
 
 
 def curve_inputs(x: torch.Tensor, baseline: torch.Tensor, saliency: np.ndarray,
-                 steps: int = DEFAULT_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+                 steps: int = DEFAULT_STEPS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The images inside both curves: (deletion ``[steps - 1, 3, H, W]``,
     insertion ``[steps - 1, 3, H, W]``) for fractions 1/steps ... (steps-1)/steps
-    (the ends are the image and the baseline)."""
+    (the ends are the image and the baseline); tied pixels in an order seeded by ``seed``."""
     height, width = x.shape[-2:]
     rank = torch.empty(height * width, dtype=torch.long)
-    rank[_order(saliency)] = torch.arange(height * width)
+    rank[_order(saliency, seed)] = torch.arange(height * width)
     rank = rank.view(1, 1, height, width)
     counts = [round(k * height * width / steps) for k in range(1, steps)]
     chosen = torch.stack([rank < c for c in counts]).view(len(counts), 1, height, width)  # [steps-1, 1, H, W]
@@ -147,14 +164,17 @@ def probabilities(model: torch.nn.Module, images: torch.Tensor, target: int, bat
 
 def deletion_insertion(model: torch.nn.Module, x: torch.Tensor, saliency: np.ndarray, target: int,
                        steps: int = DEFAULT_STEPS, batch_size: int = 32, baseline: torch.Tensor | None = None,
-                       ends: tuple[float, float] | None = None, dtype: torch.dtype | None = None) -> Curves:
+                       ends: tuple[float, float] | None = None, dtype: torch.dtype | None = None,
+                       seed: int | None = None) -> Curves:
     """Deletion and insertion curves of one image ``x`` ``[1, 3, H, W]`` for
     class ``target``, pixels ordered by ``saliency`` ``[H, W]``. ``ends``:
     the probabilities on the image and the baseline if already known
-    (otherwise two more images go through the model)."""
+    (otherwise two more images go through the model). ``seed`` orders tied
+    pixels (default: :func:`image_seed`)."""
     x = as_batch(x)
+    seed = image_seed(x) if seed is None else seed
     baseline = blurred_baseline(x) if baseline is None else baseline
-    deletion, insertion = curve_inputs(x, baseline, saliency, steps)
+    deletion, insertion = curve_inputs(x, baseline, saliency, steps, seed)
     batch = [deletion, insertion] if ends is not None else [x, baseline, deletion, insertion]
     values = probabilities(model, torch.cat(batch), target, batch_size, dtype)
     if ends is None:
@@ -167,15 +187,36 @@ def deletion_insertion(model: torch.nn.Module, x: torch.Tensor, saliency: np.nda
                   np.concatenate([[on_baseline], values[inner:], [on_image]]))
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, saliency: np.ndarray, target: int,
-             steps: int = DEFAULT_STEPS, batch_size: int = 32, seed: int = 0,
-             dtype: torch.dtype | None = None) -> Faithfulness:
-    """Curves for ``saliency`` and for a seeded :func:`random_map`, in one
-    batched pass (``4 * steps - 2`` images, ``batch_size`` per forward)."""
+def random_curves(model: torch.nn.Module, x: torch.Tensor, target: int, steps: int = DEFAULT_STEPS,
+                  batch_size: int = 32, seed: int | None = None, dtype: torch.dtype | None = None) -> Curves:
+    """The curves of the seeded :func:`random_map` alone (``2 * steps``
+    images): what :func:`evaluate` compares with, reusable for every method
+    on the same image, class and ``steps`` (pass it as ``random``)."""
     x = as_batch(x)
+    seed = image_seed(x) if seed is None else seed
+    return deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), seed), target, steps, batch_size,
+                              dtype=dtype, seed=seed)
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, saliency: np.ndarray, target: int,
+             steps: int = DEFAULT_STEPS, batch_size: int = 32, seed: int | None = None,
+             dtype: torch.dtype | None = None, random: Curves | None = None) -> Faithfulness:
+    """Curves for ``saliency`` and for a seeded :func:`random_map`, in one
+    batched pass (``4 * steps - 2`` images, ``batch_size`` per forward).
+    ``seed`` (default: :func:`image_seed` of ``x``) seeds the random map and
+    the order of tied pixels. ``random``: the random map's curves if already
+    known (:func:`random_curves`, same image, class, steps and seed); then
+    only the map's own ``2 * steps - 2`` images go through the model."""
+    x = as_batch(x)
+    seed = image_seed(x) if seed is None else seed
     baseline = blurred_baseline(x)
+    if random is not None:
+        ends = (float(random.deletion[0]), float(random.deletion[-1]))
+        own = deletion_insertion(model, x, saliency, target, steps, batch_size, baseline, ends, dtype, seed)
+        return Faithfulness(own, random, ends[0])
     noise = random_map(tuple(x.shape[-2:]), seed)
-    parts = [x, baseline, *curve_inputs(x, baseline, saliency, steps), *curve_inputs(x, baseline, noise, steps)]
+    parts = [x, baseline, *curve_inputs(x, baseline, saliency, steps, seed),
+             *curve_inputs(x, baseline, noise, steps, seed)]
     values = probabilities(model, torch.cat(parts), target, batch_size, dtype)
     ends, inner = (float(values[0]), float(values[1])), steps - 1
     fractions = np.linspace(0, 1, steps + 1)

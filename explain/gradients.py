@@ -11,7 +11,7 @@ import math
 
 import torch
 from captum.attr import IntegratedGradients as CaptumIntegratedGradients
-from captum.attr import NoiseTunnel, Saliency
+from captum.attr import Saliency
 
 from .base import Attribution
 
@@ -42,24 +42,33 @@ class SmoothGrad(Attribution):
     """``SmoothGrad(model).attribute(x, target) -> [B, H, W]``: the mean of the
     absolute input gradient over ``samples`` copies of the input with Gaussian
     noise of ``noise`` x (input max - input min) standard deviation (the
-    paper's 10-20 %), ``batch_size`` copies per forward."""
+    paper's 10-20 %), ``batch_size`` copies per forward.
+
+    The noise comes from a generator of its own seeded with ``seed``: the same
+    image gives the same map (the app shows it beside its scores), and
+    neither torch's global random state (a training running at the same time)
+    nor another SmoothGrad running at the same time is touched."""
 
     name = "smoothgrad"
 
     def __init__(self, model, samples: int = 16, noise: float = 0.15, batch_size: int = 8, seed: int = 0):
         super().__init__(model)
         self.samples, self.noise, self.batch_size, self.seed = samples, noise, batch_size, seed
-        self.captum = NoiseTunnel(Saliency(model))
+        self.captum = Saliency(model)
 
     def relevance(self, x, targets):
         stdev = float(self.noise * (x.max() - x.min()))
-        # Seeded: the same image gives the same map (the app shows it beside its scores).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            attributions = self.captum.attribute(x, nt_type="smoothgrad", nt_samples=self.samples,
-                                                 nt_samples_batch_size=self.batch_size, stdevs=stdev,
-                                                 target=targets, abs=True)
-        return attributions.sum(dim=1)
+        generator = torch.Generator().manual_seed(self.seed)
+        batch = x.shape[0]
+        targets = torch.as_tensor(targets).reshape(-1).expand(batch)
+        total = torch.zeros_like(x)
+        for start in range(0, self.samples, self.batch_size):
+            copies = min(self.batch_size, self.samples - start)
+            noise = torch.randn((copies, *x.shape), generator=generator, dtype=torch.float32) * stdev
+            noisy = (x.unsqueeze(0) + noise.to(device=x.device, dtype=x.dtype)).reshape(copies * batch, *x.shape[1:])
+            gradients = self.captum.attribute(noisy, target=targets.repeat(copies), abs=True)
+            total += gradients.reshape(copies, *x.shape).sum(dim=0)
+        return (total / self.samples).sum(dim=1)
 
 
 class Occlusion(Attribution):

@@ -4,13 +4,21 @@ A map that explains the *model* must change when the model's learned
 parameters are replaced by random ones. Cascading randomisation goes
 top-down: the classifier first, then block after block towards the input;
 at the end every parameter is random. A method whose maps stay similar
-(Spearman rank correlation of the maps >= 0.5 on photos) shows the image's
-structure, not what the model learned, and is not offered in the app.
+shows the image's structure, not what the model learned, and is not offered
+in the app.
 
-``python -m explain.sanity`` recomputes the verdicts for the bundled
-EfficientNet-Lite0 on assets/examples and rewrites
-``explain/sanity_results.json``, which the app reads; tests/test_explain_sanity.py
-checks that the file still says what the models do.
+The rule, per photo: a method passes only when on *every* example photo the
+Spearman rank correlation of the trained model's map with the fully
+randomised model's map is below 0.5 (one photo at or above 0.5 fails it; the
+mean is recorded but does not decide). A map that is constant (all equal
+after normalisation: it shows nothing) counts as failing on that photo,
+whichever model gave it; its correlation is recorded as null.
+
+``python -m explain.sanity [ARCHITECTURE ...]`` (default: the bundled
+EfficientNet-Lite0; ``swin_digits`` for the bundled digits Swin, on the
+digit photos) recomputes the verdicts on assets/examples and rewrites
+``explain/sanity_results.json``, which the app reads;
+tests/test_explain_photos.py checks that the file still says what the models do.
 """
 from __future__ import annotations
 
@@ -88,24 +96,42 @@ def cascade(model: nn.Module, x: torch.Tensor, method: str, target: int, fractio
     return out
 
 
+def constant(values: np.ndarray) -> bool:
+    """A map whose values are all equal (or not finite): it shows nothing."""
+    values = np.asarray(values, dtype=np.float64)
+    return not np.all(np.isfinite(values)) or float(values.max() - values.min()) == 0.0
+
+
 def correlations(model: nn.Module, inputs: list[torch.Tensor], method: str, targets: list[int],
                  seed: int = 0, **options) -> list[float]:
     """Per image: Spearman of the trained model's map with the fully
-    randomised model's (the end of the cascade), same class."""
+    randomised model's (the end of the cascade), same class; NaN where
+    either map is constant (it shows nothing, so nothing can be compared)."""
     from . import saliency
 
     randomised = randomise(model, None, seed)
-    return [spearman(saliency(model, x, method, t, **options), saliency(randomised, x, method, t, **options))
-            for x, t in zip(inputs, targets)]
+    out = []
+    for x, t in zip(inputs, targets):
+        trained, random = saliency(model, x, method, t, **options), saliency(randomised, x, method, t, **options)
+        out.append(float("nan") if constant(trained) or constant(random) else spearman(trained, random))
+    return out
 
 
-def verdict(values: list[float]) -> bool:
-    """Passes when the maps changed on the photos: mean correlation below the threshold."""
-    return float(np.mean(values)) < THRESHOLD
+def verdict(values: list[float | None]) -> bool:
+    """Passes when the maps changed on every photo: each correlation below the
+    threshold; a constant map (NaN or None) fails."""
+    return len(values) > 0 and all(v is not None and np.isfinite(v) and v < THRESHOLD for v in values)
+
+
+def summary(values: list[float | None]) -> tuple[float | None, float | None]:
+    """(mean, max) of the finite correlations; None when there are none."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return (float(np.mean(finite)), float(np.max(finite))) if finite else (None, None)
 
 
 def load_results(path: Path = RESULTS_FILE) -> dict:
-    """``{architecture: {method: {"passed": bool, "spearman": [...], "mean": float}}}``."""
+    """``{architecture: {method: {"passed": bool, "spearman": [...], "mean": float, "max": float,
+    "constant_maps": int}}}`` (``spearman`` holds null for a photo with a constant map)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -116,10 +142,32 @@ def failing_methods(architecture: str) -> dict[str, str]:
     """Methods that failed the sanity check for ``architecture``, with a
     sentence saying why, for the UI."""
     results = load_results().get(architecture, {})
-    return {method: (f"{method} is not offered: its maps barely change when the model's weights are "
-                     f"randomised (mean Spearman {entry['mean']:.2f} >= {THRESHOLD} on the example photos), "
-                     "so they show the image rather than what the model learned.")
-            for method, entry in results.items() if not entry["passed"]}
+    return {method: reason(method, entry) for method, entry in results.items() if not entry["passed"]}
+
+
+def reason(method: str, entry: dict) -> str:
+    values = entry["spearman"]
+    photos = len(values)
+    high = sum(v is not None and v >= THRESHOLD for v in values)
+    flat = sum(v is None or not np.isfinite(v) for v in values)
+    parts = []
+    if high:
+        parts.append(f"its maps stay similar when the model's weights are randomised (Spearman >= {THRESHOLD} "
+                     f"on {high} of the {photos} example photos, up to {entry.get('max') or 0:.2f}), so they show "
+                     "the image rather than what the model learned")
+    if flat:
+        parts.append(f"on {flat} of the {photos} example photos a map is constant, so it shows nothing")
+    return f"{method} is not offered: " + "; and ".join(parts or ["it failed the sanity check"]) + "."
+
+
+def example_photos(architecture: str) -> list[Path]:
+    """The example photos a model is checked on, sorted: the handwritten
+    digits (digit_*.png) for a digits model, the seven other photos for the
+    others."""
+    folder = Path(__file__).resolve().parent.parent / "assets" / "examples"
+    digits = "digits" in architecture
+    return [p for p in sorted(folder.iterdir())
+            if p.suffix in (".jpg", ".png") and p.name.startswith("digit_") == digits]
 
 
 def example_inputs(architecture: str = "efficientnet_lite0"):
@@ -131,15 +179,15 @@ def example_inputs(architecture: str = "efficientnet_lite0"):
 
     model = models.prepare_for_inference(models.create_model(architecture, pretrained=True))
     transform = models.create_transform(model.spec)
-    folder = Path(__file__).resolve().parent.parent / "assets" / "examples"
-    inputs = [transform(Image.open(p).convert("RGB")).unsqueeze(0)
-              for p in sorted(folder.iterdir()) if p.suffix in (".jpg", ".png")]
+    inputs = [transform(Image.open(p).convert("RGB")).unsqueeze(0) for p in example_photos(architecture)]
     with torch.inference_mode():
         targets = [int(model(x).argmax()) for x in inputs]
     return model, inputs, targets
 
 
 def main(architecture: str = "efficientnet_lite0") -> dict:
+    """Recompute and record the verdicts for ``architecture`` (the others
+    recorded stay as they are)."""
     import explain
 
     model, inputs, targets = example_inputs(architecture)
@@ -147,14 +195,20 @@ def main(architecture: str = "efficientnet_lite0") -> dict:
     table = {}
     for method in explain.methods_for(model):
         values = correlations(model, inputs, method, targets)
-        table[method] = {"passed": verdict(values), "mean": round(float(np.mean(values)), 4),
-                         "spearman": [round(v, 4) for v in values]}
-        print(f"{method:22s} mean {np.mean(values):.3f} {'pass' if table[method]['passed'] else 'FAIL'} "
-              f"{[round(v, 2) for v in values]}")
+        mean, high = summary(values)
+        recorded = [round(v, 4) if np.isfinite(v) else None for v in values]
+        table[method] = {"passed": verdict(values), "mean": None if mean is None else round(mean, 4),
+                         "max": None if high is None else round(high, 4),
+                         "constant_maps": sum(v is None for v in recorded), "spearman": recorded}
+        print(f"{method:22s} max {high} mean {mean} {'pass' if table[method]['passed'] else 'FAIL'} "
+              f"{recorded}", flush=True)
     results[architecture] = table
     RESULTS_FILE.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return table
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    for name in sys.argv[1:] or ["efficientnet_lite0"]:
+        main(name)

@@ -286,6 +286,46 @@ def test_auc_and_random_map():
     assert not np.array_equal(a, faithfulness.random_map((224, 224), seed=1))
 
 
+def test_tied_pixels_go_in_a_seeded_random_order_and_the_random_map_is_seeded_per_image():
+    flat = np.zeros((16, 16), np.float32)
+    order = faithfulness._order(flat, seed=1)
+    assert torch.equal(order, faithfulness._order(flat, seed=1))
+    assert sorted(order.tolist()) == list(range(256))
+    first_quarter = order[:64]
+    assert not torch.equal(first_quarter.sort().values, torch.arange(64))  # not the top rows, row-major
+    peaked = flat.copy()
+    peaked[5, 7] = 1.0
+    assert int(faithfulness._order(peaked, seed=1)[0]) == 5 * 16 + 7  # the map still comes first
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8)
+    assert faithfulness.image_seed(a) == faithfulness.image_seed(a.clone())
+    assert faithfulness.image_seed(a) != faithfulness.image_seed(b)
+
+
+def test_random_curves_given_leave_the_scores_unchanged():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    saliency = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    model = tiny_efficientnet(prepared=True)
+    full = faithfulness.evaluate(model, x, saliency, target=3, steps=8)
+    random = faithfulness.random_curves(model, x, 3, steps=8)
+    reused = faithfulness.evaluate(model, x, saliency, target=3, steps=8, random=random)
+    for key, value in full.scores().items():
+        assert reused.scores()[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_smoothgrad_is_seeded_and_leaves_the_global_random_state_alone():
+    model = tiny_efficientnet(prepared=True)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    one = explain.make(model, "smoothgrad", samples=4, batch_size=2).attribute(x, 1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # not drawn from, not rewound
+    two = explain.make(model, "smoothgrad", samples=4, batch_size=2).attribute(x, 1)
+    other = explain.make(model, "smoothgrad", samples=4, batch_size=2, seed=1).attribute(x, 1)
+    assert torch.equal(one, two) and not torch.equal(one, other)
+
+
 def test_spearman():
     a = np.arange(100, dtype=float)
     assert sanity.spearman(a, a ** 3) == pytest.approx(1.0)
@@ -331,3 +371,23 @@ def test_cli_writes_overlays_maps_and_scores(tmp_path):
     assert saliency.shape == (224, 224) and saliency.dtype == np.float32
     assert (out / "cat.gradcam.png").is_file()
     assert explain.cli.main([str(folder), "--method", "rollout", "--out", str(out)]) == 2
+
+
+def test_the_app_reuses_the_random_maps_curves_for_a_second_method(monkeypatch):
+    from demo import explaining
+
+    cache = explaining.RandomCurvesCache(size=2)
+    monkeypatch.setattr(explaining, "RANDOM_CURVES", cache)
+    calls = []
+    real = faithfulness.deletion_insertion
+    monkeypatch.setattr(faithfulness, "deletion_insertion", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = tiny_efficientnet(prepared=True)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    first = explaining.faithfulness_scores("tiny", False, model, x, np.eye(32, dtype=np.float32), 3, 8)
+    assert len(cache) == 1 and not calls  # the first request: both curves in one pass
+    second = explaining.faithfulness_scores("tiny", False, model, x, np.ones((32, 32), np.float32), 3, 8)
+    assert second.random is first.random and len(calls) == 1  # only the map's own curves
+    other = tiny_efficientnet(seed=1, prepared=True)  # another model object: a miss
+    explaining.faithfulness_scores("tiny", False, other, x, np.eye(32, dtype=np.float32), 3, 8)
+    explaining.faithfulness_scores("tiny", False, model, x * 2, np.eye(32, dtype=np.float32), 3, 8)
+    assert len(cache) == 2  # bounded

@@ -141,8 +141,9 @@ class InitStatistics:
     and image. ``entropy_fraction``: mean over attention rows of the row's
     entropy divided by its maximum, ``log`` of the number of keys the row
     may attend (``log N`` in a window without shift mask); 1 is uniform
-    attention, 0 one-hot. ``saturated_rows``: fraction of rows whose largest
-    probability exceeds 0.99. ``qk_grad_norm``: L2 norm, over all blocks, of
+    attention, 0 one-hot. ``saturated_rows``: fraction of the same rows
+    (more than one allowed key) whose largest probability exceeds 0.99.
+    Both use the softmax over the allowed keys only. ``qk_grad_norm``: L2 norm, over all blocks, of
     the gradient of the batch's mean cross-entropy reaching the q and k
     projection weights. ``loss``: that cross-entropy.
     """
@@ -164,14 +165,17 @@ def init_statistics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     values, entropy_fractions, saturated = [], [], []
     for scores, bias in records:  # each [B, nW, heads, N, N]
         logits = scores + bias
-        allowed = bias > MASK_VALUE / 2
+        allowed = (bias > MASK_VALUE / 2).expand_as(logits)
         values.append(logits[allowed].double())
-        p = logits.double().softmax(dim=-1)
+        # Over the allowed keys only: the mask's shift (MASK_VALUE) does not
+        # mask when the logits are as large as it (randn: std ~48), and a
+        # probability on a masked key would count in both statistics.
+        p = logits.double().masked_fill(~allowed, float("-inf")).softmax(dim=-1)
         entropy = -torch.special.xlogy(p, p).sum(dim=-1)
         keys = allowed.sum(dim=-1).double()
-        real = keys > 1  # a row with one key has no choice to make
+        real = keys > 1  # a row with one key (or none: padding) has no choice to make
         entropy_fractions.append((entropy[real] / keys[real].log()))
-        saturated.append(p.amax(dim=-1).flatten() > 0.99)
+        saturated.append(p.amax(dim=-1)[real] > 0.99)
     pooled = torch.cat(values)
     grads = [g for m in model.modules() if isinstance(m, WindowAttention) for g in query_key_gradients(m)]
     grad_norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
