@@ -23,8 +23,9 @@ from demo import arguments, gate
 from models.swin_attention import ATTENTION_VARIANTS
 from training import recipes
 from training.errors import TrainingInputError
-from training.lab import (CURVES_PNG, RESULTS_MD, LabConfig, build_model, curves_figure, digits_tensors,
-                          init_statistics, train_variant)
+from training.lab import (CURVES_PNG, RESULTS_MD, LabConfig, build_model, digits_tensors, init_statistics,
+                          train_variant)
+from training.plots import lab_curves_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "docs" / "attention-lab"
@@ -143,14 +144,14 @@ def _live_comparison(chosen, steps, session, progress):
             done = len(runs) * steps
             lines.append(f"- **{variant}**: validation accuracy {100 * run['final_val_accuracy']:.1f} % after "
                          f"{run['steps']} steps ({run['seconds']:.0f} s)" + (" (stopped)" if run["cancelled"] else ""))
-            yield "\n".join(lines), curves_figure(runs, chosen)
+            yield "\n".join(lines), lab_curves_figure(runs, chosen)
             if run["cancelled"]:
                 lines.append("\nStopped; the variants above finished (or stopped) as shown.")
-                yield "\n".join(lines), curves_figure(runs, chosen)
+                yield "\n".join(lines), lab_curves_figure(runs, chosen)
                 return
         lines.append(f"\nOne seed each, {steps} steps: differences of a few points can be seed noise; the "
                      "recorded comparison has 3 seeds per variant.")
-        yield "\n".join(lines), curves_figure(runs, chosen)
+        yield "\n".join(lines), lab_curves_figure(runs, chosen)
     finally:
         with _stop_lock:
             _stop_requested.pop(session, None)

@@ -245,37 +245,6 @@ def summarise(runs: Sequence[dict], variants: Sequence[str]) -> list[dict]:
 # The report
 # --------------------------------------------------------------------------
 
-def curves_figure(runs: Sequence[dict], variants: Sequence[str]):
-    """Validation accuracy by epoch: each variant's mean over seeds, a band of
-    +- one standard deviation, and its seeds as thin lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.5, 4.8), dpi=100, layout="constrained")
-    ax = fig.subplots()
-    colors = matplotlib.colormaps["tab10"]
-    for i, variant in enumerate(variants):
-        mine = [r for r in runs if r["variant"] == variant]
-        if not mine:
-            continue
-        length = min(len(r["history"]) for r in mine)
-        curves = np.array([[100 * h["val_accuracy"] for h in r["history"][:length]] for r in mine])
-        epochs = np.arange(1, length + 1)
-        mean, std = curves.mean(axis=0), curves.std(axis=0)
-        ax.plot(epochs, mean, "o-", color=colors(i), label=variant, markersize=3)
-        ax.fill_between(epochs, mean - std, mean + std, color=colors(i), alpha=0.15)
-        for curve in curves:
-            ax.plot(epochs, curve, color=colors(i), alpha=0.25, linewidth=0.7)
-    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", ylim=(0, 100),
-           title="Digits, small Swin from scratch: validation accuracy (mean over seeds, band = +- 1 std)")
-    ax.title.set_fontsize(10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return fig
-
-
 def results_markdown(summary: Sequence[dict], init_rows: Sequence[dict], config: LabConfig, command: str,
                      seconds: float) -> str:
     lines = [
@@ -338,7 +307,9 @@ def write_report(out: Path, runs: Sequence[dict], init_rows: Sequence[dict], con
         w.writeheader()
         w.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in init_rows)
     (out / RESULTS_MD).write_text(results_markdown(summary, init_rows, config, command, seconds), encoding="utf-8")
-    fig = curves_figure(runs, config.variants)
+    from training.plots import lab_curves_figure  # matplotlib only when a report is written
+
+    fig = lab_curves_figure(runs, config.variants)
     fig.savefig(out / CURVES_PNG)
     (out / RUNS_JSON).write_text(json.dumps(list(runs), indent=1), encoding="utf-8")
     (out / CONFIG_JSON).write_text(json.dumps(dict(

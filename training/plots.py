@@ -1,10 +1,12 @@
 """The pictures of a run, as PNG files: learning curves, confusion matrix and
-a grid of validation images with predicted vs true class. matplotlib lives
+a grid of validation images with predicted vs true class; and the attention
+lab's accuracy curves. matplotlib lives
 here only; the loop and the recipes' training code never import it."""
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
 
@@ -90,3 +92,29 @@ def write_plots(folder: str | Path, metrics: dict, samples: list) -> list[Path]:
         path.write_bytes(png_bytes(fig))
         written.append(path)
     return written
+
+
+def lab_curves_figure(runs: Sequence[dict], variants: Sequence[str]) -> Figure:
+    """Validation accuracy by epoch: each variant's mean over seeds, a band of
+    +- one standard deviation, and its seeds as thin lines."""
+    fig = Figure(figsize=(8.5, 4.8), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["tab10"]
+    for i, variant in enumerate(variants):
+        mine = [r for r in runs if r["variant"] == variant]
+        if not mine:
+            continue
+        length = min(len(r["history"]) for r in mine)
+        curves = np.array([[100 * h["val_accuracy"] for h in r["history"][:length]] for r in mine])
+        epochs = np.arange(1, length + 1)
+        mean, std = curves.mean(axis=0), curves.std(axis=0)
+        ax.plot(epochs, mean, "o-", color=colors(i), label=variant, markersize=3)
+        ax.fill_between(epochs, mean - std, mean + std, color=colors(i), alpha=0.15)
+        for curve in curves:
+            ax.plot(epochs, curve, color=colors(i), alpha=0.25, linewidth=0.7)
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", ylim=(0, 100),
+           title="Digits, small Swin from scratch: validation accuracy (mean over seeds, band = +- 1 std)")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
