@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 import explain
 import models
-from demo import arguments, explaining, gate, panels
+from demo import arguments, explaining, gate, outputs, panels
 from demo.frames import figure_to_array
 from explain import faithfulness, pictures
 
@@ -142,7 +142,7 @@ class ExplainCallbacks:
         AUCs of the map and of a random map, and the seconds it took.
         ``target``: a class name, a class index, or "top1"."""
         result = self._explain(image, architecture, method_argument(method), target_argument(target))
-        return result.overlay(DEFAULT_OPACITY), self.map_files.write(result), result.summary()
+        return outputs.png_file(result.overlay(DEFAULT_OPACITY)), self.map_files.write(result), result.summary()
 
     # ------------------------------------------------------------------ page
     def explain_ui(self, image, architecture, method, selected, opacity):

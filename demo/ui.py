@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 import models
-from demo import arguments, compare_tab, explain_tab, gate, images, panels, train_tab
+from demo import arguments, compare_tab, explain_tab, gate, images, outputs, panels, train_tab
 from demo.lab_tab import build_lab_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
@@ -235,8 +235,9 @@ class Callbacks:
         if progress is not None:
             progress(None, desc="Drawing")
         views = panels.render_swin_panels(forward, selection, self.service.drawings)
-        return (views.model_input, views.windows, views.mask, views.query_attention, views.block_attention,
-                views.bias, views.summary)
+        pictures = (views.model_input, views.windows, views.mask, views.query_attention, views.block_attention,
+                    views.bias)
+        return (*map(outputs.png_file, pictures), views.summary)
 
     # ------------------------------------------------------------------ UI-only
     def classify_ui(self, image, architecture, top_k, progress=gr.Progress()):
