@@ -194,6 +194,7 @@ def _view_input(client, path) -> np.ndarray:
     return np.asarray(Image.open(outputs[0]).convert("RGB"))
 
 
+@pytest.mark.slow  # every corpus file through HTTP; the same files are decoded in-process by default
 @pytest.mark.timeout(400)
 def test_the_corpus_through_the_running_app(app_server, corpus_files, capsys, tmp_path):
     client = Client(app_server.url, verbose=False)

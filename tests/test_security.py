@@ -271,6 +271,7 @@ def folder_megabytes(folder) -> float:
     return gate.folder_bytes(folder) / 2**20
 
 
+@pytest.mark.slow  # 120 uploads; the sweeper's rules are tested in-process by default
 def test_the_upload_folder_stays_under_its_bound_after_120_uploads_of_2_mb(app, uploaded_cat, capsys):
     """Each upload is a small PNG with 2 MB of other bytes after its end (PIL
     stops at the image's end), all different: 240 MB uploaded, answered."""

@@ -41,6 +41,7 @@ def start_torchrun(out: Path, processes: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow  # starts torchrun with two processes
 def test_two_processes_agree_with_one(tmp_path, one_torch_thread, monkeypatch):
     from training.__main__ import main
 
