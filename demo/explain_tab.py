@@ -5,12 +5,7 @@ inside the tab and wires them.
 """
 from __future__ import annotations
 
-import itertools
-import os
-import tempfile
-import threading
 from functools import partial
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -98,17 +93,11 @@ class MapFiles:
     """Raw maps written as .npy for download, the last :data:`KEEP_MAP_FILES` kept."""
 
     def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="explain-maps-"))
-        self._counter = itertools.count()
-        self._lock = threading.Lock()
+        self.files = outputs.RecentFiles("explain-maps-", keep=KEEP_MAP_FILES)
 
     def write(self, result: explaining.Explanation) -> str:
-        with self._lock:
-            path = self.folder / f"{result.model_name}.{result.method}.{next(self._counter)}.npy"
-            np.save(path, result.saliency.astype(np.float32))
-            files = sorted(self.folder.glob("*.npy"), key=os.path.getmtime)
-            for old in files[:-KEEP_MAP_FILES]:
-                old.unlink(missing_ok=True)
+        path = self.files.new_path(f"{result.model_name}.{result.method}.npy")
+        np.save(path, result.saliency.astype(np.float32))
         return str(path)
 
 
