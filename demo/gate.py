@@ -434,6 +434,9 @@ class UploadSweeper:
         self._lock = threading.Lock()
         self._timer: threading.Thread | None = None
         self._last_sweep = 0.0
+        # Bytes on disk after the last walk, bytes of uploads admitted since, and
+        # bytes of admitted uploads still being received: a sum over the bound walks again.
+        self._on_disk, self._admitted, self._in_flight, self._walks = 0, 0, 0, 0
 
     @classmethod
     def from_env(cls, protected: Callable[[], Iterable[str]] = lambda: ()) -> "UploadSweeper":
@@ -444,41 +447,74 @@ class UploadSweeper:
         """Delete what is too old, then the least recently used until the
         folder plus ``incoming`` bytes fits; returns the bytes freed."""
         with self._lock:
-            self._last_sweep = time.monotonic()
-            keep = {os.path.normpath(p) for p in self.protected()} | kept_files()
-            files = []
-            for directory, _, names in os.walk(self.folder):
-                for name in names:
-                    path = os.path.join(directory, name)
-                    try:
-                        info = os.lstat(path)
-                    except OSError:
-                        continue
-                    if os.path.normpath(path) not in keep:
-                        files.append((info.st_mtime, info.st_size, path))
-            files.sort()
-            total = sum(size for _, size, _ in files)
-            now, freed, count = time.time(), 0, len(files)
-            for mtime, size, path in files:
-                if (total + incoming <= self.max_bytes and count <= self.max_files
-                        and now - mtime <= self.max_age_s):
-                    break
+            return self._sweep(incoming)
+
+    def _sweep(self, incoming: int) -> int:
+        self._last_sweep = time.monotonic()
+        keep = {os.path.normpath(p) for p in self.protected()} | kept_files()
+        files = []
+        for directory, _, names in os.walk(self.folder):
+            for name in names:
+                path = os.path.join(directory, name)
                 try:
-                    os.unlink(path)
+                    info = os.lstat(path)
                 except OSError:
                     continue
-                total, freed, count = total - size, freed + size, count - 1
-                try:
-                    os.rmdir(os.path.dirname(path))  # the content-hash folder, once empty
-                except OSError:
-                    pass
-            return freed
+                if os.path.normpath(path) not in keep:
+                    files.append((info.st_mtime, info.st_size, path))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        now, freed, count = time.time(), 0, len(files)
+        for mtime, size, path in files:
+            if (total + incoming <= self.max_bytes and count <= self.max_files
+                    and now - mtime <= self.max_age_s):
+                break
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            total, freed, count = total - size, freed + size, count - 1
+            try:
+                os.rmdir(os.path.dirname(path))  # the content-hash folder, once empty
+            except OSError:
+                pass
+        self._on_disk, self._admitted, self._walks = total, 0, self._walks + 1
+        return freed
 
     def sweep_soon(self, incoming: int = 0) -> None:
         """:meth:`sweep`, unless one ran in the last second (every request
         may write answers there; a walk of the folder per request is not needed)."""
         if time.monotonic() - self._last_sweep >= 1.0:
             self.sweep(incoming)
+
+    def admit(self, incoming: int) -> int:
+        """Make room for an upload of at most ``incoming`` bytes before it is
+        received. The folder is walked when the bytes known to be there, plus
+        those admitted since the last walk, plus this one could pass the bound
+        (or a second has passed), so uploads arriving faster than one a second
+        cannot outrun the bound; the walk also makes room for the uploads still
+        being received. Call :meth:`received` with what this returns afterwards."""
+        with self._lock:
+            if (self._on_disk + self._admitted + self._in_flight + incoming > self.max_bytes
+                    or time.monotonic() - self._last_sweep >= 1.0):
+                self._sweep(incoming + self._in_flight)
+            self._admitted += incoming
+            self._in_flight += incoming
+            return self._walks
+
+    @property
+    def walks(self) -> int:
+        """How many times the folder has been walked."""
+        return self._walks
+
+    def received(self, incoming: int, sent: int, walk: int) -> None:
+        """An upload :meth:`admit` made room for (``walk``: what it returned)
+        has ended, stored or not, after the client sent ``sent`` bytes of the
+        ``incoming`` it claimed: what was never sent stops counting."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - incoming)
+            if walk == self._walks:  # else a walk since has counted what is on disk
+                self._admitted = max(0, self._admitted - (incoming - sent))
 
     def start(self, every_s: float = 300) -> None:
         """Sweep every ``every_s`` seconds as well, so that an idle server forgets old uploads."""
@@ -590,9 +626,22 @@ class RequestGate:
         if scope["path"].rstrip("/").endswith("/upload"):
             if self.sweeper is not None:
                 # The header is the client's word: room for at most one image's worth (a huge
-                # claimed length emptied the folder of everyone's uploads), at most once a second.
+                # claimed length emptied the folder of everyone's uploads). A claim that is never
+                # sent deletes nothing more: each walk makes room from what is really on disk.
                 incoming = min(max(length or 0, 0), limits.max_bytes)
-                await anyio.to_thread.run_sync(self.sweeper.sweep_soon, incoming)
+                walk = await anyio.to_thread.run_sync(self.sweeper.admit, incoming)
+                sent = 0
+
+                async def counting():
+                    nonlocal sent
+                    message = await receive()
+                    sent += len(message.get("body", b""))
+                    return message
+
+                try:
+                    return await self._upload(scope, counting, send)
+                finally:
+                    self.sweeper.received(incoming, min(sent, incoming), walk)
             return await self._upload(scope, receive, send)
         if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
             return await self.app(scope, receive, send)  # not JSON; Gradio reads files only at /upload

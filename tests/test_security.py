@@ -451,11 +451,60 @@ def test_an_upload_claiming_a_huge_length_does_not_empty_the_folder(tmp_path):
     for _ in range(3):
         anyio.run(middleware, scope, nothing, send)
     assert reached and all(p.exists() for p in others)
-    # A fourth claim within the second does not walk the folder again.
-    walks = []
-    sweeper.sweep = lambda incoming=0: walks.append(incoming)
+    # A claim that sent nothing stops counting: a fourth within the second does not walk again.
+    walks = sweeper.walks
     anyio.run(middleware, scope, nothing, send)
-    assert walks == []
+    assert sweeper.walks == walks
+
+
+def test_uploads_faster_than_one_a_second_cannot_outrun_the_bound(tmp_path):
+    """40 uploads of 1,000 bytes, 4 at a time, into a folder bounded at 10,000:
+    the folder never holds more than the bound, however fast they come."""
+    import anyio
+
+    folder = tmp_path / "uploads"
+    sweeper = gate.UploadSweeper(folder, max_bytes=10_000)
+    sweeper.start = lambda *a, **k: None
+    peak = 0
+
+    async def gradio(scope, receive, send):  # stores the body as Gradio stores an upload
+        nonlocal peak
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = folder / f"u{scope['index']}" / "photo.png"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(body)
+        await anyio.sleep(0)
+        peak = max(peak, gate.folder_bytes(folder))
+
+    middleware = gate.RequestGate(gradio, limits=gate.Limits(4000), sweeper=sweeper)
+
+    async def one(i):
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "index": i,
+                 "headers": [(b"content-length", b"1000"), (b"content-type", b"multipart/form-data")]}
+
+        async def body():
+            return {"type": "http.request", "body": bytes(1000), "more_body": False}
+
+        async def send(message):
+            pass
+
+        await middleware(scope, body, send)
+
+    async def burst():
+        for start in range(0, 40, 4):
+            async with anyio.create_task_group() as group:
+                for i in range(start, start + 4):
+                    group.start_soon(one, i)
+
+    folder.mkdir()
+    anyio.run(burst)
+    assert peak <= 10_000 and gate.folder_bytes(folder) <= 10_000, peak
+    assert len(list(folder.iterdir())) >= 9  # the newest uploads are all still there
 
 
 def test_huge_integers_are_refused_in_a_short_sentence():
