@@ -445,12 +445,14 @@ class UploadSweeper:
 
     def sweep(self, incoming: int = 0) -> int:
         """Delete what is too old, then the least recently used until the
-        folder plus ``incoming`` bytes fits; returns the bytes freed."""
+        folder plus ``incoming`` bytes (and the uploads still being received)
+        fits; returns the bytes freed."""
         with self._lock:
             return self._sweep(incoming)
 
     def _sweep(self, incoming: int) -> int:
         self._last_sweep = time.monotonic()
+        incoming += self._in_flight
         keep = {os.path.normpath(p) for p in self.protected()} | kept_files()
         files = []
         for directory, _, names in os.walk(self.folder):
@@ -478,7 +480,8 @@ class UploadSweeper:
                 os.rmdir(os.path.dirname(path))  # the content-hash folder, once empty
             except OSError:
                 pass
-        self._on_disk, self._admitted, self._walks = total, 0, self._walks + 1
+        # Uploads still being received were not all on disk: they count as admitted since.
+        self._on_disk, self._admitted, self._walks = total, self._in_flight, self._walks + 1
         return freed
 
     def sweep_soon(self, incoming: int = 0) -> None:
@@ -487,34 +490,32 @@ class UploadSweeper:
         if time.monotonic() - self._last_sweep >= 1.0:
             self.sweep(incoming)
 
-    def admit(self, incoming: int) -> int:
+    def admit(self, incoming: int) -> None:
         """Make room for an upload of at most ``incoming`` bytes before it is
         received. The folder is walked when the bytes known to be there, plus
         those admitted since the last walk, plus this one could pass the bound
         (or a second has passed), so uploads arriving faster than one a second
         cannot outrun the bound; the walk also makes room for the uploads still
-        being received. Call :meth:`received` with what this returns afterwards."""
+        being received. Call :meth:`received` afterwards."""
         with self._lock:
             if (self._on_disk + self._admitted + self._in_flight + incoming > self.max_bytes
                     or time.monotonic() - self._last_sweep >= 1.0):
-                self._sweep(incoming + self._in_flight)
+                self._sweep(incoming)
             self._admitted += incoming
             self._in_flight += incoming
-            return self._walks
 
     @property
     def walks(self) -> int:
         """How many times the folder has been walked."""
         return self._walks
 
-    def received(self, incoming: int, sent: int, walk: int) -> None:
-        """An upload :meth:`admit` made room for (``walk``: what it returned)
-        has ended, stored or not, after the client sent ``sent`` bytes of the
-        ``incoming`` it claimed: what was never sent stops counting."""
+    def received(self, incoming: int, sent: int) -> None:
+        """An upload :meth:`admit` made room for has ended, stored or not,
+        after the client sent ``sent`` bytes of the ``incoming`` it claimed:
+        what was never sent stops counting."""
         with self._lock:
             self._in_flight = max(0, self._in_flight - incoming)
-            if walk == self._walks:  # else a walk since has counted what is on disk
-                self._admitted = max(0, self._admitted - (incoming - sent))
+            self._admitted = max(0, self._admitted - (incoming - sent))
 
     def start(self, every_s: float = 300) -> None:
         """Sweep every ``every_s`` seconds as well, so that an idle server forgets old uploads."""
@@ -629,7 +630,7 @@ class RequestGate:
                 # claimed length emptied the folder of everyone's uploads). A claim that is never
                 # sent deletes nothing more: each walk makes room from what is really on disk.
                 incoming = min(max(length or 0, 0), limits.max_bytes)
-                walk = await anyio.to_thread.run_sync(self.sweeper.admit, incoming)
+                await anyio.to_thread.run_sync(self.sweeper.admit, incoming)
                 sent = 0
 
                 async def counting():
@@ -641,7 +642,7 @@ class RequestGate:
                 try:
                     return await self._upload(scope, counting, send)
                 finally:
-                    self.sweeper.received(incoming, min(sent, incoming), walk)
+                    self.sweeper.received(incoming, min(sent, incoming))
             return await self._upload(scope, receive, send)
         if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
             return await self.app(scope, receive, send)  # not JSON; Gradio reads files only at /upload
