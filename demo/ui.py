@@ -36,11 +36,11 @@ WEIGHTS_STATUS = {
 
 # (view, tab, label: the API's name for the output, element id); tabs in page order.
 VIEW_TABS = [
-    ("query", "Query attention", "Query attention", "query-attention"),
+    ("query", "Query", "Query attention", "query-attention"),
     ("windows", "Windows", "Window grids", "windows"),
-    ("mask", "Shifted-window mask", "Region map and window mask", "mask"),
-    ("block", "Block attention", "Attention received", "block-attention"),
-    ("bias", "Relative position bias", "Relative position bias", "bias"),
+    ("mask", "Shift mask", "Region map and window mask", "mask"),
+    ("block", "Block", "Attention received", "block-attention"),
+    ("bias", "Position bias", "Relative position bias", "bias"),
 ]
 
 CSS = """
