@@ -424,35 +424,45 @@ class UploadSweeper:
     """Keeps the upload folder under ``max_bytes`` and ``max_files`` (least
     recently used files deleted first: :func:`open_image` touches what it reads),
     and deletes files unused for ``max_age_s``. Files ``protected()`` names
-    (the examples Gradio copied there) and those :func:`keep_for` protects stay."""
+    (the examples Gradio copied there) and those :func:`keep_for` protects stay.
+
+    Uploads are counted as their bytes arrive (:meth:`take`), not as the
+    client claims them: when the bytes on disk at the last walk plus those
+    arrived since would pass the bound, the folder is walked
+    (:meth:`make_room`) before the next bytes reach Gradio, and cleared down to
+    ``low_water`` of the bound so that a steady stream of uploads walks it
+    once every tenth of the bound, not once a chunk."""
 
     def __init__(self, folder: Path | None = None, max_bytes: int = 100 * 2**20, max_files: int = 2000,
-                 max_age_s: float = 3600, protected: Callable[[], Iterable[str]] = lambda: ()):
+                 max_age_s: float = 3600, protected: Callable[[], Iterable[str]] = lambda: (),
+                 low_water: float = 0.9):
         self.folder = folder or upload_folder()
         self.max_bytes, self.max_files, self.max_age_s = max_bytes, max_files, max_age_s
-        self.protected = protected
-        self._lock = threading.Lock()
+        self.protected, self.low_water = protected, low_water
+        self._lock = threading.Lock()  # one walk at a time
+        self._counts = threading.Lock()  # the two counts below; never held during a walk
         self._timer: threading.Thread | None = None
         self._last_sweep = 0.0
-        # Bytes on disk after the last walk, bytes of uploads admitted since, and
-        # bytes of admitted uploads still being received: a sum over the bound walks again.
-        self._on_disk, self._admitted, self._in_flight, self._walks = 0, 0, 0, 0
+        self._on_disk: int | None = None  # bytes found by the last walk (None: not walked yet)
+        self._arrived = 0  # upload bytes counted since (taken by the walk's end, not found by it)
+        self._unwritten = 0  # of those, bytes handed to Gradio and perhaps not in a file yet
 
     @classmethod
     def from_env(cls, protected: Callable[[], Iterable[str]] = lambda: ()) -> "UploadSweeper":
         return cls(max_bytes=int(_env_number("APP_UPLOAD_CACHE_MB", 100) * 2**20),
                    max_age_s=_env_number("APP_UPLOAD_MAX_AGE_S", 3600), protected=protected)
 
-    def sweep(self, incoming: int = 0) -> int:
+    def sweep(self, incoming: int = 0, target: int | None = None) -> int:
         """Delete what is too old, then the least recently used until the
-        folder plus ``incoming`` bytes (and the uploads still being received)
-        fits; returns the bytes freed."""
+        folder, the uploads being stored and ``incoming`` bytes fit in
+        ``target`` (default: the bound); returns the bytes freed."""
         with self._lock:
-            return self._sweep(incoming)
+            return self._sweep(incoming, self.max_bytes if target is None else target)
 
-    def _sweep(self, incoming: int) -> int:
+    def _sweep(self, incoming: int, target: int) -> int:
         self._last_sweep = time.monotonic()
-        incoming += self._in_flight
+        with self._counts:
+            counted = self._arrived - self._unwritten  # in files already: the walk finds them
         keep = {os.path.normpath(p) for p in self.protected()} | kept_files()
         files = []
         for directory, _, names in os.walk(self.folder):
@@ -468,7 +478,9 @@ class UploadSweeper:
         total = sum(size for _, size, _ in files)
         now, freed, count = time.time(), 0, len(files)
         for mtime, size, path in files:
-            if (total + incoming <= self.max_bytes and count <= self.max_files
+            with self._counts:
+                pending = self._arrived - counted  # handed to Gradio, not in the files found
+            if (total + pending + incoming <= target and count <= self.max_files
                     and now - mtime <= self.max_age_s):
                 break
             try:
@@ -480,8 +492,8 @@ class UploadSweeper:
                 os.rmdir(os.path.dirname(path))  # the content-hash folder, once empty
             except OSError:
                 pass
-        # Uploads still being received were not all on disk: they count as admitted since.
-        self._on_disk, self._admitted, self._walks = total, self._in_flight, self._walks + 1
+        with self._counts:
+            self._on_disk, self._arrived = total, self._arrived - counted
         return freed
 
     def sweep_soon(self, incoming: int = 0) -> None:
@@ -490,32 +502,33 @@ class UploadSweeper:
         if time.monotonic() - self._last_sweep >= 1.0:
             self.sweep(incoming)
 
-    def admit(self, incoming: int) -> None:
-        """Make room for an upload of at most ``incoming`` bytes before it is
-        received. The folder is walked when the bytes known to be there, plus
-        those admitted since the last walk, plus this one could pass the bound
-        (or a second has passed), so uploads arriving faster than one a second
-        cannot outrun the bound; the walk also makes room for the uploads still
-        being received. Call :meth:`received` afterwards."""
-        with self._lock:
-            if (self._on_disk + self._admitted + self._in_flight + incoming > self.max_bytes
-                    or time.monotonic() - self._last_sweep >= 1.0):
-                self._sweep(incoming)
-            self._admitted += incoming
-            self._in_flight += incoming
+    def take(self, size: int) -> bool:
+        """Count ``size`` bytes of an upload that have arrived and are about
+        to be stored; False (nothing counted) if they would pass the bound:
+        call :meth:`make_room` first. Quick: for the event loop."""
+        with self._counts:
+            if self._on_disk is None or self._on_disk + self._arrived + size > self.max_bytes:
+                return False
+            self._arrived += size
+            self._unwritten += size
+            return True
 
-    @property
-    def walks(self) -> int:
-        """How many times the folder has been walked."""
-        return self._walks
+    def stored(self, size: int) -> None:
+        """``size`` bytes :meth:`take` counted are in a file now (Gradio
+        asks for an upload's next chunk once it has written the last one)."""
+        with self._counts:
+            self._unwritten -= size
 
-    def received(self, incoming: int, sent: int) -> None:
-        """An upload :meth:`admit` made room for has ended, stored or not,
-        after the client sent ``sent`` bytes of the ``incoming`` it claimed:
-        what was never sent stops counting."""
+    def make_room(self, size: int) -> None:
+        """Walk the folder, unless another walk has made room for ``size``
+        bytes meanwhile, clearing it down to ``low_water`` of the bound; then
+        count them (they are stored whatever the walk could free)."""
         with self._lock:
-            self._in_flight = max(0, self._in_flight - incoming)
-            self._admitted = max(0, self._admitted - (incoming - sent))
+            if not self.take(size):
+                self._sweep(size, int(self.max_bytes * self.low_water))
+                with self._counts:
+                    self._arrived += size
+                    self._unwritten += size
 
     def start(self, every_s: float = 300) -> None:
         """Sweep every ``every_s`` seconds as well, so that an idle server forgets old uploads."""
@@ -626,23 +639,25 @@ class RequestGate:
         length = _int(headers.get(b"content-length"))
         if scope["path"].rstrip("/").endswith("/upload"):
             if self.sweeper is not None:
-                # The header is the client's word: room for at most one image's worth (a huge
-                # claimed length emptied the folder of everyone's uploads). A claim that is never
-                # sent deletes nothing more: each walk makes room from what is really on disk.
-                incoming = min(max(length or 0, 0), limits.max_bytes)
-                await anyio.to_thread.run_sync(self.sweeper.admit, incoming)
-                sent = 0
+                # Counted as the bytes arrive, never by the client's claim: a claimed length that
+                # is never sent, or a body without one, moves nothing.
+                sweeper, last = self.sweeper, 0
 
                 async def counting():
-                    nonlocal sent
+                    nonlocal last
+                    sweeper.stored(last)  # Gradio asks for more once it has written what it had
+                    last = 0
                     message = await receive()
-                    sent += len(message.get("body", b""))
+                    size = len(message.get("body", b""))
+                    if size and not sweeper.take(size):
+                        await anyio.to_thread.run_sync(sweeper.make_room, size)
+                    last = size
                     return message
 
                 try:
                     return await self._upload(scope, counting, send)
                 finally:
-                    self.sweeper.received(incoming, min(sent, incoming))
+                    sweeper.stored(last)
             return await self._upload(scope, receive, send)
         if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
             return await self.app(scope, receive, send)  # not JSON; Gradio reads files only at /upload

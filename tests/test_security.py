@@ -426,87 +426,99 @@ def _fill(folder, count, size=1000):
     return paths
 
 
-def test_an_upload_claiming_a_huge_length_does_not_empty_the_folder(tmp_path):
-    import anyio
+class FakeUploads:
+    """RequestGate in front of a fake Gradio that stores each /upload body as
+    it arrives (as Gradio streams an upload into a file in the folder), and
+    the largest size the folder reached after any stored chunk."""
 
-    folder = tmp_path / "uploads"
-    others = _fill(folder, 5)
-    sweeper = gate.UploadSweeper(folder, max_bytes=10_000)
-    sweeper.start = lambda *a, **k: None  # no background thread in a test
-    reached = []
+    def __init__(self, folder, max_bytes=10_000):
+        import anyio
 
-    async def gradio(scope, receive, send):
-        reached.append(scope["path"])
+        self.folder, self.peak, self.anyio = folder, 0, anyio
+        folder.mkdir(parents=True, exist_ok=True)
+        self.sweeper = gate.UploadSweeper(folder, max_bytes=max_bytes)
+        self.sweeper.start = lambda *a, **k: None  # no background thread in a test
+        self.middleware = gate.RequestGate(self.gradio, limits=gate.Limits(4000), sweeper=self.sweeper)
 
-    middleware = gate.RequestGate(gradio, limits=gate.Limits(4000), sweeper=sweeper)
-    scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload",
-             "headers": [(b"content-length", b"99999999999"), (b"content-type", b"multipart/form-data")]}
-
-    async def nothing():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        pass
-
-    for _ in range(3):
-        anyio.run(middleware, scope, nothing, send)
-    assert reached and all(p.exists() for p in others)
-    # A claim that sent nothing stops counting: a fourth within the second does not walk again.
-    walks = sweeper.walks
-    anyio.run(middleware, scope, nothing, send)
-    assert sweeper.walks == walks
-
-
-def test_uploads_faster_than_one_a_second_cannot_outrun_the_bound(tmp_path):
-    """40 uploads of 1,000 bytes, 4 at a time, into a folder bounded at 10,000:
-    the folder never holds more than the bound, however fast they come."""
-    import anyio
-
-    folder = tmp_path / "uploads"
-    sweeper = gate.UploadSweeper(folder, max_bytes=10_000)
-    sweeper.start = lambda *a, **k: None
-    peak = 0
-
-    async def gradio(scope, receive, send):  # stores the body as Gradio stores an upload
-        nonlocal peak
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        path = folder / f"u{scope['index']}" / "photo.png"
+    async def gradio(self, scope, receive, send):
+        path = self.folder / f"u{scope['index']}" / "photo.png"
         path.parent.mkdir(parents=True)
-        path.write_bytes(body)
-        await anyio.sleep(0)
-        peak = max(peak, gate.folder_bytes(folder))
+        with open(path, "wb") as out:
+            while True:
+                message = await receive()
+                out.write(message.get("body", b""))
+                out.flush()
+                self.peak = max(self.peak, gate.folder_bytes(self.folder))
+                await self.anyio.sleep(0)
+                if not message.get("more_body"):
+                    break
 
-    middleware = gate.RequestGate(gradio, limits=gate.Limits(4000), sweeper=sweeper)
+    async def upload(self, index, chunks, claimed=None, hold=None):
+        """One upload of ``chunks`` (bytes each), with a Content-Length of
+        ``claimed`` (none if None); ``hold``: an event to wait for before the first chunk."""
+        headers = [(b"content-type", b"multipart/form-data")]
+        if claimed is not None:
+            headers.append((b"content-length", str(claimed).encode()))
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "index": index, "headers": headers}
+        pending = list(chunks)
 
-    async def one(i):
-        scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "index": i,
-                 "headers": [(b"content-length", b"1000"), (b"content-type", b"multipart/form-data")]}
-
-        async def body():
-            return {"type": "http.request", "body": bytes(1000), "more_body": False}
+        async def receive():
+            if hold is not None and len(pending) == len(chunks):
+                await hold.wait()
+            body = pending.pop(0) if pending else b""
+            return {"type": "http.request", "body": body, "more_body": bool(pending)}
 
         async def send(message):
             pass
 
-        await middleware(scope, body, send)
+        await self.middleware(scope, receive, send)
+
+
+def test_claimed_lengths_never_sent_do_not_empty_the_folder(tmp_path):
+    """Three uploads at once each claim far more than the bound and send
+    nothing (they hold the connection), then one claims a huge length: the
+    others' files all stay."""
+    fake = FakeUploads(tmp_path / "uploads")
+    others = _fill(fake.folder, 6)
+    anyio = fake.anyio
+
+    async def scenario():
+        hold = anyio.Event()
+        async with anyio.create_task_group() as group:
+            for i in range(3):
+                group.start_soon(lambda i=i: fake.upload(100 + i, [b"x" * 10], claimed=4000, hold=hold))
+            await anyio.sleep(0.05)
+            await fake.upload(200, [b""], claimed=99999999999)
+            assert all(p.exists() for p in others)
+            hold.set()
+
+    anyio.run(scenario)
+    assert all(p.exists() for p in others)
+
+
+def test_uploads_faster_than_one_a_second_cannot_outrun_the_bound(tmp_path):
+    """40 uploads of 1,000 bytes in 4 chunks, 4 at a time, into a folder
+    bounded at 10,000, half of them without a Content-Length, then 3 of
+    9,000 bytes at once: the folder never holds more than the bound, and the
+    newest uploads stay."""
+    fake = FakeUploads(tmp_path / "uploads")
+    anyio = fake.anyio
 
     async def burst():
         for start in range(0, 40, 4):
             async with anyio.create_task_group() as group:
                 for i in range(start, start + 4):
-                    group.start_soon(one, i)
+                    group.start_soon(fake.upload, i, [bytes(250)] * 4, 1000 if i % 2 else None)
+        assert fake.peak <= 10_000 and gate.folder_bytes(fake.folder) <= 10_000, fake.peak
+        # A walk clears down to 90 % of the bound: the last 4 uploads and most before them stay.
+        assert all((fake.folder / f"u{i}").exists() for i in range(36, 40))
+        assert len(list(fake.folder.iterdir())) >= 8
+        async with anyio.create_task_group() as group:  # several files' worth in one request each
+            for i in range(3):
+                group.start_soon(fake.upload, 50 + i, [bytes(3000)] * 3)
 
-    folder.mkdir()
     anyio.run(burst)
-    assert peak <= 10_000 and gate.folder_bytes(folder) <= 10_000, peak
-    # Only room is made: the last 4 and most before them stay (uploads still being received
-    # may be counted twice while a walk runs, so a walk can free up to 3 more than needed).
-    assert len(list(folder.iterdir())) >= 6
+    assert fake.peak <= 10_000 and gate.folder_bytes(fake.folder) <= 10_000, fake.peak
 
 
 def test_huge_integers_are_refused_in_a_short_sentence():
