@@ -278,6 +278,20 @@ def test_deletion_insertion_curves_share_their_ends_and_order_pixels_by_the_map(
     assert set(result.scores()) == {"deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc"}
 
 
+def test_the_blurred_baseline_is_torchvisions_gaussian_blur():
+    """Two 1-D passes, the same numbers as torchvision's 2-D kernel (sigma a
+    fortieth of the shorter side, at least 1; reflected edges)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    torch.manual_seed(0)
+    for shape in [(1, 3, 224, 224), (2, 3, 16, 16), (1, 3, 32, 48), (1, 1, 384, 300)]:
+        x = torch.randn(shape)
+        sigma = max(min(shape[-2:]) / 40, 1.0)
+        size = 2 * int(round(2 * sigma)) + 1
+        reference = TF.gaussian_blur(x, kernel_size=[size, size], sigma=[sigma, sigma])
+        assert torch.allclose(faithfulness.blurred_baseline(x), reference, atol=1e-6, rtol=0)
+
+
 def test_auc_and_random_map():
     assert faithfulness.auc(np.linspace(0, 1, 17), np.ones(17)) == pytest.approx(1.0)
     assert faithfulness.auc(np.linspace(0, 1, 17), np.linspace(0, 1, 17)) == pytest.approx(0.5)
