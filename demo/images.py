@@ -240,9 +240,12 @@ def central_part(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Ima
         return image
     if width > height:
         left = (width - long_max) // 2
-        return image.crop((left, 0, left + long_max, height))
-    top = (height - long_max) // 2
-    return image.crop((0, top, width, top + long_max))
+        part = image.crop((left, 0, left + long_max, height))
+    else:
+        top = (height - long_max) // 2
+        part = image.crop((0, top, width, top + long_max))
+    part.info["original_size"] = image.size  # what the page tells the user about (PIL copies info on convert)
+    return part
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:

@@ -7,6 +7,7 @@ see the README's "API" section. Every other event is private.
 from __future__ import annotations
 
 import gc
+import math
 import os
 from functools import partial
 from pathlib import Path
@@ -46,7 +47,30 @@ VIEW_TABS = [
 CSS = """
 .view-note {font-size: 0.9em; opacity: 0.85}
 #model-input img {cursor: crosshair; image-rendering: pixelated}
+/* Figures with a title across their top: Gradio's download / full-screen buttons
+   sit above the picture instead of over the title's end. */
+.titled-figure .icon-button-wrapper {position: static; justify-content: flex-end; width: fit-content;
+                                     margin-left: auto; box-shadow: none}
 """
+
+
+# Beyond these the page says the answer means little: pixels enlarged more than
+# 4 times (a 56-pixel image for a 224-pixel model), or under a third of the
+# image inside the centre crop (a 3 : 1 strip; a 16 : 9 photo keeps 43 %).
+MAX_ENLARGEMENT = 4.0
+MIN_SHARE = 1 / 3
+
+
+def input_caution(width: int, height: int, enlargement: float, share: float) -> str:
+    """One sentence when the model cannot see this image well, else ""."""
+    if enlargement > MAX_ENLARGEMENT:
+        needed = math.ceil(min(width, height) * enlargement / MAX_ENLARGEMENT)
+        return (f"The model sees this {width} x {height} image enlarged {enlargement:.0f} times, so its answer "
+                f"says little about it; use an image at least {needed} pixels on its shorter side.")
+    if share < MIN_SHARE:
+        return (f"The model sees only the middle {share:.0%} of this {width} x {height} image (a centre crop); "
+                "crop the image to what matters for a better answer.")
+    return ""
 
 
 def user_error(message: str, what: str = "") -> gr.Error:
@@ -259,7 +283,9 @@ class Callbacks:
         batch = f" for a batch of {result.batch_size} images sent at once" if result.batch_size > 1 else ""
         details = (f"**{result.model_name}** · {weights} · the model took **{result.milliseconds:.0f} ms**{batch} "
                    f"(CPU, {threads} thread{'s' if threads > 1 else ''})")
-        return result.probabilities, details, gr.update(value="", visible=False), hidden
+        caution = input_caution(*result.image_size, result.enlargement, result.share)
+        notice = gr.update(value=f"⚠️ {caution}", visible=True) if caution else gr.update(value="", visible=False)
+        return result.probabilities, details, notice, hidden
 
     def swin_views_ui(self, image, architecture, stage, block, head, query_x, query_y, progress=gr.Progress()):
         """The views for the page: like :meth:`swin_views`, but a selection left
@@ -358,7 +384,8 @@ def build_swin_tab(max_stage: int, max_block: int, max_head: int, first_swin: di
                 for key, tab_name, view_label, elem_id in VIEW_TABS:
                     with gr.Tab(tab_name):
                         view_images[key] = gr.Image(label=view_label, show_label=False, format="png",
-                                                    interactive=False, elem_id=elem_id)
+                                                    interactive=False, elem_id=elem_id,
+                                                    elem_classes="titled-figure")
                         gr.Markdown(panels.EXPLANATIONS[key], elem_classes="view-note")
     return dict(model_input=model_input, stage=stage, block=block, head=head, query_x=query_x, query_y=query_y,
                 summary=summary, view_images=view_images)

@@ -16,13 +16,13 @@ from .attention import AttentionRecord, capture_attention
 from .hub import (CheckpointMismatchError, WeightsUnavailableError, cached_locally, fetch_bundled_checkpoint,
                   fetch_hub_checkpoint, load_state_dict_strict)
 from .registry import ALIASES, BUNDLED, HUB, LOCAL, NONE, OFFLINE_DEFAULT, ModelSpec, get_spec, list_models
-from .transforms import create_transform, model_input_image
+from .transforms import coverage, create_transform, model_input_image
 from .user import (BUNDLED_MODELS, forget_model, read_model_folder, register_model_folder, register_user_models,
                    user_models_dir)
 
 __all__ = [
     "ALIASES", "AttentionRecord", "CheckpointMismatchError", "ModelSpec", "OFFLINE_DEFAULT", "WeightsUnavailableError",
-    "capture_attention", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict",
+    "capture_attention", "coverage", "create_model", "create_transform", "get_spec", "list_models", "load_timm_state_dict",
     "model_input_image", "prepare_for_inference", "weights_status",
     "forget_model", "read_model_folder", "register_model_folder", "register_user_models", "user_models_dir",
 ]

@@ -38,6 +38,22 @@ def create_transform(spec: ModelSpec) -> T.Compose:
     ])
 
 
+def coverage(spec: ModelSpec, width: int, height: int) -> tuple[float, float]:
+    """What :func:`create_transform` does to a ``width`` x ``height`` image:
+    (how many times its pixels are enlarged, the largest scale of the two
+    sides; the share of its area inside the centre crop)."""
+    _, input_height, input_width = spec.input_size
+    if spec.crop_mode == "squash" or input_height != input_width:
+        resized = (math.floor(input_width / spec.crop_pct), math.floor(input_height / spec.crop_pct))
+    else:
+        shorter = math.floor(input_height / spec.crop_pct)
+        scale = shorter / min(width, height)
+        resized = (shorter, round(height * scale)) if width <= height else (round(width * scale), shorter)
+    enlargement = max(resized[0] / width, resized[1] / height)
+    share = min(1.0, input_width / resized[0]) * min(1.0, input_height / resized[1])
+    return enlargement, share
+
+
 def model_input_image(x: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """The normalised model input ``[3, H, W]`` (or ``[1, 3, H, W]``) back to
     RGB ``[H, W, 3]`` uint8: the exact pixels the model saw."""

@@ -126,3 +126,10 @@ def app_server(tmp_path_factory):
     with running_app(tmp_path_factory.mktemp("app"), HF_HUB_OFFLINE="1",
                      APP_MAX_UPLOAD_MB=str(APP_UPLOAD_LIMIT_MB)) as server:
         yield server
+
+
+def assert_one_sentence(message) -> None:
+    """What every message to a user must be: one sentence, no stack trace."""
+    assert isinstance(message, str) and message, message
+    assert message.endswith(".") and ". " not in message.rstrip(".") and "\n" not in message, message
+    assert "Traceback" not in message and "Error" not in message, message

@@ -21,7 +21,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 import models
-from conftest import APP_UPLOAD_LIMIT_MB, ROOT
+from conftest import APP_UPLOAD_LIMIT_MB, ROOT, assert_one_sentence
 from demo import gate, images, panels, service as service_module
 from demo.service import ByteLRU, InferenceService, ModelCache, Settings, download_progress
 from demo.ui import EXAMPLES, Callbacks, architecture_choices, serve
@@ -411,6 +411,47 @@ def test_classify_ui_shows_time_and_probabilities():
     assert list(label)[0] == "espresso" and len(label) == 3
     assert re.search(r"the model took \*\*\d+ ms\*\*", details) and "pretrained weights" in details
     assert notice["visible"] is False and fallback["visible"] is False
+
+
+def test_classify_ui_says_when_the_model_cannot_see_the_image_well():
+    """A tiny image, a strip cut by the decoder and a 3 : 1 panorama get one
+    sentence beside the answer; the example photos get none."""
+    callbacks = Callbacks(InferenceService(Settings(torch_threads=2)))
+
+    def notice_for(image):
+        _, _, notice, _ = callbacks.classify_ui(image, "efficientnet_lite0", 3)
+        return notice
+
+    assert notice_for(gate.open_server_file(EXAMPLES_DIR / "cat.jpg"))["visible"] is False
+    tiny = notice_for(Image.new("RGB", (1, 1), (90, 40, 200)))
+    assert tiny["visible"] and "1 x 1 image enlarged 256 times" in tiny["value"]
+    assert "at least 64 pixels on its shorter side" in tiny["value"]
+    strip = notice_for(images.central_part(Image.new("RGB", (4000, 3), (90, 40, 200))))
+    assert strip["visible"] and "4000 x 3 image" in strip["value"]  # the size uploaded, not the part kept
+    wide = notice_for(Image.new("RGB", (900, 300), (90, 40, 200)))
+    assert wide["visible"] and "only the middle 26% of this 900 x 300 image" in wide["value"]
+    for notice in (tiny, strip, wide):
+        assert_one_sentence(notice["value"].removeprefix("⚠️ "))
+
+
+def test_coverage_follows_the_transform():
+    """models.coverage against what create_transform really does to an image
+    with one bright pixel column per 10 % of its width."""
+    lite0, digits = models.get_spec("efficientnet_lite0"), models.get_spec("swin_digits")
+    enlargement, share = models.coverage(lite0, 400, 100)
+    assert enlargement == pytest.approx(256 / 100) and share == pytest.approx(224 / 1024 * 224 / 256)
+    assert models.coverage(lite0, 100, 400) == pytest.approx((enlargement, share))
+    enlargement, share = models.coverage(digits, 8, 4)  # squashed: both sides scaled, everything seen
+    assert enlargement == pytest.approx(16 / 4) and share == 1.0
+    # Against the transform itself: the share of the columns that survive the crop.
+    marks = np.zeros((100, 1000, 3), np.uint8)
+    marks[:, ::10] = 255
+    x = models.create_transform(lite0)(Image.fromarray(marks))
+    _, share = models.coverage(lite0, 1000, 100)
+    seen = share * 100  # of the 100 marks, about this many in the model input
+    bright = (x[0].mean(0) > x[0].mean()).nonzero().flatten()
+    columns = int((bright[1:] - bright[:-1] > 1).sum()) + 1
+    assert abs(columns - seen) <= 2, (columns, seen)
 
 
 def test_classify_ui_offers_the_offline_default_when_weights_are_missing(monkeypatch):

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 import corpus
 import models
-from conftest import APP_UPLOAD_LIMIT_MB, ROOT
+from conftest import APP_UPLOAD_LIMIT_MB, ROOT, assert_one_sentence
 from demo import images
 from demo.images import ImageInputError, load_image
 from demo.service import ByteLRU, InferenceService, ModelCache, Settings
@@ -56,11 +56,6 @@ def refusal(path, max_pixels=images.DEFAULT_MAX_PIXELS) -> str:
     with pytest.raises(ImageInputError) as caught:
         load_image(path, max_pixels=max_pixels)
     return str(caught.value)
-
-
-def assert_one_sentence(message: str) -> None:
-    assert message.endswith(".") and ". " not in message and "\n" not in message, message
-    assert "Traceback" not in message and "Error" not in message, message
 
 
 # ---------------------------------------------------------------- the corpus, through demo.images

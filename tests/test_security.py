@@ -24,7 +24,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import corpus
-from conftest import ROOT, running_app
+from conftest import ROOT, assert_one_sentence, running_app
 from demo import arguments, gate, images
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -78,12 +78,6 @@ def call(app, endpoint: str, body: bytes | dict) -> tuple[str, object]:
     kind = re.findall(r"^event: (\w+)", events, re.M)[-1]
     data = json.loads(re.findall(r"^data: (.*)$", events, re.M)[-1])
     return kind, (data.get("error") if kind == "error" and isinstance(data, dict) else data)
-
-
-def assert_one_sentence(message):
-    assert isinstance(message, str) and message, message
-    assert message.endswith(".") and ". " not in message.rstrip("."), message
-    assert "Traceback" not in message and "Error:" not in message, message
 
 
 def image_endpoints(app) -> dict[str, dict]:
