@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 import models
-from demo import arguments, compare_tab, explain_tab, gate, images, outputs, panels, train_tab
+from demo import arguments, caveats, compare_tab, explain_tab, gate, images, outputs, panels, train_tab
 from demo.lab_tab import build_lab_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
@@ -259,6 +259,8 @@ class Callbacks:
         batch = f" for a batch of {result.batch_size} images sent at once" if result.batch_size > 1 else ""
         details = (f"**{result.model_name}** · {weights} · the model took **{result.milliseconds:.0f} ms**{batch} "
                    f"(CPU, {threads} thread{'s' if threads > 1 else ''})")
+        fit = caveats.class_fit_note(spec)
+        details += f"\n\n⚠️ {fit}" if fit else ""
         return result.probabilities, details, gr.update(value="", visible=False), hidden
 
     def swin_views_ui(self, image, architecture, stage, block, head, query_x, query_y, progress=gr.Progress()):
@@ -454,7 +456,8 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
         fallback.click(callbacks.use_offline_default, None, [architecture], **quick) \
             .then(callbacks.on_architecture, [architecture], architecture_controls, **quick) \
             .then(explain_callbacks.on_architecture, [architecture, explain_section["method"]],
-                  [explain_section["method"], explain_section["held_back_note"]], **quick) \
+                  [explain_section["method"], explain_section["held_back_note"], explain_section["held_back_box"]],
+                  **quick) \
             .then(**classify_ui).then(**swin_ui)
         gr.on([stage.release, stage.input], callbacks.on_stage, [architecture, stage, block, head], [block, head],
               trigger_mode="always_last", **quick).then(**swin_ui)
