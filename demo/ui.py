@@ -46,6 +46,12 @@ VIEW_TABS = [
 CSS = """
 .view-note {font-size: 0.9em; opacity: 0.85}
 #model-input img {cursor: crosshair; image-rendering: pixelated}
+/* Result tables (Markdown): Gradio's Markdown lets text break anywhere, which split words and numbers
+   ("varia nt", "0.0 27 8") in narrow columns. Break only between words; a table wider than its
+   column scrolls sideways instead of squeezing. */
+.result-table table {display: block; width: fit-content; max-width: 100%; overflow-x: auto}
+.result-table th, .result-table td {overflow-wrap: normal; word-break: normal; hyphens: none}
+.nowrap-cells td {white-space: nowrap}
 """
 
 

@@ -93,6 +93,26 @@ def test_held_back_methods_sit_in_a_closed_accordion():
     assert note == explain_tab.held_back_markdown(held_back) and update["visible"] is bool(held_back)
 
 
+def test_live_plot_is_by_step_with_markers_and_a_one_seed_title():
+    runs = [dict(variant="fused", steps=20, history=[dict(val_accuracy=0.3)])]
+    fig = lab_tab.live_curves_figure(runs, ["fused"], steps_per_epoch=22)
+    ax = fig.axes[0]
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [20] and line.get_marker() == "o"
+    assert ax.get_xlabel() == "training step" and "seed 0" in ax.get_title() and "std" not in ax.get_title()
+    runs = [dict(variant="fused", steps=50, history=[dict(val_accuracy=a) for a in (0.2, 0.4, 0.5)])]
+    assert list(lab_tab.live_curves_figure(runs, ["fused"], 22).axes[0].get_lines()[0].get_xdata()) == [22, 44, 50]
+
+
+def test_result_tables_get_full_width_and_never_break_inside_words():
+    assert ".result-table th, .result-table td {overflow-wrap: normal; word-break: normal" in ui.CSS
+    with gr.Blocks() as demo:
+        lab_tab.build_lab_tab()
+    report = next(c for c in demo.blocks.values() if getattr(c, "elem_id", None) == "lab-recorded")
+    assert "result-table" in report.elem_classes and not isinstance(report.parent, gr.Row)
+    assert not report.value.startswith("# ") and "#### Validation accuracy" in report.value
+
+
 def test_classify_details_warn_when_the_models_classes_may_not_fit():
     from demo import gate
     from demo.service import InferenceService, Settings
