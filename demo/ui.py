@@ -78,7 +78,8 @@ def architecture_choices() -> list[tuple[str, str]]:
 def architecture_info(name: str) -> str:
     spec = models.get_spec(name)
     status = models.weights_status(spec.name)
-    swin = "" if spec.is_swin else " Inside Swin needs a Swin Transformer (swin_*)."
+    swin = (" A Swin Transformer: look inside it in the Inside Swin tab." if spec.is_swin else
+            " Inside Swin needs a Swin Transformer; this is a convolutional network.")
     return f"**{spec.name}**: {spec.description}. Weights: {WEIGHTS_STATUS[status]}.{swin}"
 
 
@@ -276,8 +277,8 @@ class Callbacks:
         spec = self._spec(architecture)
         empty = (None,) * 6
         if not spec.is_swin:
-            return (*empty, f"Choose a Swin Transformer (swin_*) above to look inside it; {spec.name} is "
-                            "a convolutional network.")
+            return (*empty, f"Choose a Swin Transformer above (a built-in one or one trained here) to look "
+                            f"inside it; {spec.name} is a convolutional network.")
         if image is None or image == "":
             return (*empty, "Upload an image or pick an example above.")
         stage, block, head, query_x, query_y = fit_selection(spec.name, stage, block, head, query_x, query_y)
@@ -358,7 +359,7 @@ def build_swin_tab(max_stage: int, max_block: int, max_head: int, first_swin: di
                                     elem_id="query-x")
                 query_y = gr.Number(first_swin["input_hw"][0] // 2, precision=0, minimum=0, label="Query y",
                                     elem_id="query-y")
-            summary = gr.Markdown("Choose a Swin Transformer (swin_*) to look inside it.",
+            summary = gr.Markdown("Choose a Swin Transformer (a built-in one or one trained here) to look inside it.",
                                   label="Summary", elem_id="swin-summary")
         with gr.Column(scale=2):
             with gr.Tabs():

@@ -93,6 +93,12 @@ def test_held_back_methods_sit_in_a_closed_accordion():
     assert note == explain_tab.held_back_markdown(held_back) and update["visible"] is bool(held_back)
 
 
+def test_inside_swin_hint_names_what_the_model_is_not_its_prefix():
+    assert "swin_*" not in ui.architecture_info("efficientnet_lite0")
+    assert "convolutional network" in ui.architecture_info("efficientnet_lite0")
+    assert "A Swin Transformer" in ui.architecture_info("swin_cifar")
+
+
 def test_live_plot_is_by_step_with_markers_and_a_one_seed_title():
     runs = [dict(variant="fused", steps=20, history=[dict(val_accuracy=0.3)])]
     fig = lab_tab.live_curves_figure(runs, ["fused"], steps_per_epoch=22)
