@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 import models
-from demo import arguments, explaining, gate, panels
+from demo import arguments, caveats, explaining, gate, panels
 
 MAX_COLUMNS = 3
 # Two that work offline: a CNN and a (trained) Swin.
@@ -20,14 +20,23 @@ def architectures_argument(value) -> list[str]:
     return [arguments.choice("architectures", name, models.list_models()) for name in value]
 
 
-def column_markdown(result: explaining.Explanation) -> str:
-    s = result.faithfulness.scores()
+def column_markdown(result: explaining.Explanation, image_size: tuple[int, int] | None = None) -> str:
+    """A column's text: the model, its top-1 class, the AUCs in a short table, the verdicts in
+    the Classify & explain tab's words, and a note where the curves are flat or the model's
+    classes may not fit the image (``image_size``: width, height)."""
+    f = result.faithfulness
+    s = f.scores()
     weights = "" if result.pretrained else " · **untrained weights**"
-    return (f"**{result.model_name}**{weights}\n\nGrad-CAM for **{result.class_name}** (p = {result.probability:.3f})"
-            f"\n\n| AUC | map | random |\n|---|---|---|\n"
-            f"| deletion (lower is better) | {s['deletion_auc']:.3f} | {s['random_deletion_auc']:.3f} |\n"
-            f"| insertion (higher is better) | {s['insertion_auc']:.3f} | {s['random_insertion_auc']:.3f} |\n\n"
-            f"{result.seconds:.1f} s")
+    fit = caveats.class_fit_note(models.get_spec(result.model_name), image_size)
+    parts = [f"**{result.model_name}**{weights}",
+             f"Grad-CAM for **{result.class_name}** (p = {result.probability:.3f})"] + ([f"⚠️ {fit}"] if fit else [])
+    parts += [f"| AUC | map | random |\n|---|---|---|\n"
+              f"| deletion ↓ | {s['deletion_auc']:.3f} | {s['random_deletion_auc']:.3f} |\n"
+              f"| insertion ↑ | {s['insertion_auc']:.3f} | {s['random_insertion_auc']:.3f} |",
+              f"Deletion: {caveats.verdict(f, 'deletion')}; insertion: {caveats.verdict(f, 'insertion')}."]
+    flat = caveats.flat_note(f, result.class_name)
+    parts += ([flat] if flat else []) + [f"{result.seconds:.1f} s"]
+    return "\n\n".join(parts)
 
 
 class CompareCallbacks:
@@ -59,7 +68,7 @@ class CompareCallbacks:
                 outputs += [gr.update(value=f"**{name}**: {error}", visible=True),
                             gr.update(value=None, visible=False), gr.update(value=None, visible=False)]
                 continue
-            outputs += [gr.update(value=column_markdown(result), visible=True),
+            outputs += [gr.update(value=column_markdown(result, picture.size), visible=True),
                         gr.update(value=result.top, visible=True),
                         gr.update(value=panels.enlarged(result.overlay(0.5)), visible=True)]
         return outputs
@@ -77,11 +86,13 @@ def build_compare_tab(callbacks: CompareCallbacks, image, model_events: dict) ->
     with gr.Row(equal_height=False):
         for column in range(MAX_COLUMNS):
             with gr.Column(min_width=220):
-                outputs.append(gr.Markdown(elem_id=f"compare-text-{column}"))
+                outputs.append(gr.Markdown(elem_id=f"compare-text-{column}", elem_classes="result-table"))
                 outputs.append(gr.Label(num_top_classes=5, show_label=False, visible=False,
                                         elem_id=f"compare-label-{column}"))
                 outputs.append(gr.Image(type="numpy", format="png", interactive=False, show_label=False,
                                         visible=False, elem_id=f"compare-overlay-{column}"))
+    gr.Markdown("↓: lower is better; ↑: higher is better. " + caveats.GUIDE, elem_id="compare-guide",
+                elem_classes="view-note")
     gate.guard(chosen, architectures_argument, "architectures")
     button.click(callbacks.compare, [image, chosen], outputs, api_visibility="private", **model_events)
     return dict(chosen=chosen, button=button, outputs=outputs)

@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 
 import explain
 import models
-from demo import arguments, explaining, gate, outputs, panels
+from demo import arguments, caveats, explaining, gate, outputs, panels
 from demo.frames import figure_to_array
-from explain import faithfulness, pictures
+from explain import pictures
 
 DEFAULT_METHOD = "gradcam"
 DEFAULT_OPACITY = 0.5
@@ -78,14 +78,16 @@ def scores_markdown(result: explaining.Explanation) -> str:
     lines = [f"**{result.class_name}** (p = {result.probability:.3f}) · {result.method} · "
              f"{result.model_name}{weights} · {result.seconds:.1f} s"]
     if result.faithfulness is not None:
-        s = result.faithfulness.scores()
-        words = {"better": "beats random", "worse": "**worse than random**",
-                 "tie": f"too close to call (within {faithfulness.TIE_MARGIN})"}
-        lines.append("| | this map | random map | |\n|---|---|---|---|\n"
+        f = result.faithfulness
+        s = f.scores()
+        lines.append("| | this map | random map | verdict |\n|---|---|---|---|\n"
                      f"| deletion AUC (lower is better) | {s['deletion_auc']:.3f} | {s['random_deletion_auc']:.3f} | "
-                     f"{words[result.faithfulness.deletion_verdict()]} |\n"
+                     f"{caveats.verdict(f, 'deletion')} |\n"
                      f"| insertion AUC (higher is better) | {s['insertion_auc']:.3f} | "
-                     f"{s['random_insertion_auc']:.3f} | {words[result.faithfulness.insertion_verdict()]} |")
+                     f"{s['random_insertion_auc']:.3f} | {caveats.verdict(f, 'insertion')} |")
+        note = caveats.flat_note(f, result.class_name)
+        if note:
+            lines.append(note)
     return "\n\n".join(lines)
 
 
@@ -166,11 +168,20 @@ class ExplainCallbacks:
 
     @staticmethod
     def on_architecture(architecture, method):
-        """The methods this architecture is offered, and a note on those held back."""
+        """The methods this architecture is offered, a note on those held back, and
+        whether the (closed) accordion holding that note shows."""
         offered, held_back = explaining.offered_methods(architecture)
-        note = " ".join(held_back.values())
+        note = held_back_markdown(held_back)
         return (gr.update(choices=[(m, m) for m in offered], value=method if method in offered else DEFAULT_METHOD),
-                gr.update(value=note, visible=bool(note)))
+                note, gr.update(visible=bool(note)))
+
+
+HELD_BACK_TITLE = "Methods not offered for this model, and why"
+
+
+def held_back_markdown(held_back: dict[str, str]) -> str:
+    """One paragraph per method held back (empty when none is)."""
+    return "\n\n".join(held_back.values())
 
 
 def method_help() -> str:
@@ -191,8 +202,10 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
                             elem_id="explain-opacity", scale=2)
         button = gr.Button("Explain", variant="primary", elem_id="explain-button", scale=1)
     selected_note = gr.Markdown(CHOOSE_A_CLASS, elem_id="explain-selected")
-    held_back_note = gr.Markdown(" ".join(held_back.values()), visible=bool(held_back), elem_id="explain-held-back",
-                                 elem_classes="view-note")
+    with gr.Accordion(HELD_BACK_TITLE, open=False, visible=bool(held_back),
+                      elem_id="explain-held-back-box") as held_back_box:
+        held_back_note = gr.Markdown(held_back_markdown(held_back), elem_id="explain-held-back",
+                                     elem_classes="view-note")
     with gr.Accordion("What the methods do", open=False):
         gr.Markdown(method_help())
     with gr.Row(equal_height=False):
@@ -205,7 +218,8 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
                 elem_classes="view-note")
     curves = gr.Image(label="Deletion and insertion curves", show_label=False, type="numpy", format="png",
                       interactive=False, elem_id="explain-curves")
-    scores = gr.Markdown(elem_id="explain-scores")
+    scores = gr.Markdown(elem_id="explain-scores", elem_classes="result-table")
+    gr.Markdown(caveats.GUIDE, elem_id="explain-guide", elem_classes="view-note")
     with gr.Accordion("Raw map (.npy) and summary (JSON)", open=False):
         npy = gr.File(label="Raw map, float32 [H, W]", elem_id="explain-npy")
         summary = gr.JSON(label="Summary", elem_id="explain-summary")
@@ -228,6 +242,8 @@ def build_explain_section(callbacks: ExplainCallbacks, image, architecture, labe
     gr.on([button.click, method.select], **explain_ui)
     opacity.change(callbacks.reoverlay, [last_map, opacity], [overlay], **quick)
     image.change(callbacks.on_image, None, [selected, selected_note], **quick)
-    architecture.select(callbacks.on_architecture, [architecture, method], [method, held_back_note], **quick)
-    return dict(method=method, held_back_note=held_back_note, opacity=opacity, button=button, overlay=overlay, raw=raw, curves=curves,
-                scores=scores, npy=npy, summary=summary, selected=selected)
+    architecture.select(callbacks.on_architecture, [architecture, method], [method, held_back_note, held_back_box],
+                        **quick)
+    return dict(method=method, held_back_note=held_back_note, held_back_box=held_back_box, opacity=opacity,
+                button=button, overlay=overlay, raw=raw, curves=curves, scores=scores, npy=npy, summary=summary,
+                selected=selected)

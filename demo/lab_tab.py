@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import threading
 from dataclasses import replace
 from functools import lru_cache
@@ -25,14 +26,15 @@ from training import recipes
 from training.errors import TrainingInputError
 from training.lab import (CURVES_PNG, RESULTS_MD, LabConfig, build_model, digits_tensors, init_statistics,
                           train_variant)
-from training.plots import lab_curves_figure
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "docs" / "attention-lab"
 VARIANTS = list(ATTENTION_VARIANTS)
 DEFAULT_VARIANTS = ["fused", "separate", "parameter_randn", "parameter_linear", "primer_shared"]
-INIT_HEADERS = ["variant", "logit std", "row entropy / max", "rows with max p > 0.99", "q/k gradient norm",
-                "loss"]
+# Short headers: the table sits in the tab's column (about 650 px at 1024 px wide); EXPLANATION says what they mean.
+INIT_HEADERS = ["variant", "logit std", "entropy / max", "max p > 0.99", "q/k grad norm", "loss"]
 INIT_BATCH = 128
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 20, 600, 200
 LAB = LabConfig()
@@ -43,8 +45,9 @@ EXPLANATION = (
     "(three Linears), `heads_first` (the seed's layout: heads before windows, heads concatenated channel-minor), "
     "`parameter_*` (raw `nn.Parameter` matrices initialised with `randn`, Xavier, or nn.Linear's distribution) "
     "and `primer_*` (Primer-EZ's 3 x 3 depthwise convolution on q, k, v inside each window). "
-    "**Logit std**: spread of the logits entering the softmax; **row entropy / max**: 1 = uniform attention, "
-    "0 = one-hot; **rows with max p > 0.99**: saturated softmax rows; **q/k gradient norm**: how much gradient "
+    "**Logit std**: spread of the logits entering the softmax; **entropy / max**: a row's entropy over its "
+    "maximum, 1 = uniform attention, 0 = one-hot; **max p > 0.99**: the share of saturated softmax rows; "
+    "**q/k grad norm**: how much gradient "
     "reaches the q and k weights on the first step. See docs/attention-lab.md.")
 
 _stop_lock = threading.Lock()
@@ -86,6 +89,15 @@ def recorded_comparison(folder: Path = RECORDED) -> tuple[str, str | None]:
                 "to make one."), None
     text = report.read_text(encoding="utf-8").replace(f"![curves]({CURVES_PNG})", "")
     return text, (str(curves) if curves.exists() else None)
+
+
+def under_heading(report: str) -> str:
+    """The report placed under the tab's own heading: its title left out, its sections one
+    level below that heading (#### instead of ##)."""
+    lines = report.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join("##" + line if re.match(r"#{1,3} ", line) else line for line in lines).strip()
 
 
 def request_stop(session: str) -> str:
@@ -144,17 +156,45 @@ def _live_comparison(chosen, steps, session, progress):
             done = len(runs) * steps
             lines.append(f"- **{variant}**: validation accuracy {100 * run['final_val_accuracy']:.1f} % after "
                          f"{run['steps']} steps ({run['seconds']:.0f} s)" + (" (stopped)" if run["cancelled"] else ""))
-            yield "\n".join(lines), lab_curves_figure(runs, chosen)
+            yield "\n".join(lines), live_curves_figure(runs, chosen, per_epoch)
             if run["cancelled"]:
                 lines.append("\nStopped; the variants above finished (or stopped) as shown.")
-                yield "\n".join(lines), lab_curves_figure(runs, chosen)
+                yield "\n".join(lines), live_curves_figure(runs, chosen, per_epoch)
                 return
         lines.append(f"\nOne seed each, {steps} steps: differences of a few points can be seed noise; the "
                      "recorded comparison has 3 seeds per variant.")
-        yield "\n".join(lines), lab_curves_figure(runs, chosen)
+        yield "\n".join(lines), live_curves_figure(runs, chosen, per_epoch)
     finally:
         with _stop_lock:
             _stop_requested.pop(session, None)
+
+
+CHANCE = 10.0  # % of the digits' ten classes
+
+
+def live_curves_figure(runs, variants, steps_per_epoch: int) -> Figure:
+    """Validation accuracy of a short live comparison, one run (seed 0) per variant, against the
+    training step it was measured at (after each epoch, and at the last step): each measurement
+    a marker, so that a run of one epoch still shows as a point."""
+    fig = Figure(figsize=(8.5, 4.2), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    colors = colormaps["tab10"]
+    last = 1
+    for i, variant in enumerate(variants):
+        for run in (r for r in runs if r["variant"] == variant):
+            steps = [min((k + 1) * steps_per_epoch, run["steps"]) for k in range(len(run["history"]))]
+            accuracy = [100 * h["val_accuracy"] for h in run["history"]]
+            if steps:
+                ax.plot(steps, accuracy, "o-", color=colors(i % 10), label=variant, markersize=6)
+                last = max(last, steps[-1])
+    ax.axhline(CHANCE, color="#6b7280", lw=1, ls=":", label="chance (10 %)")
+    ax.set(xlabel="training step", ylabel="validation accuracy (%)", ylim=(0, 100), xlim=(0, last * 1.05),
+           title="Digits, small Swin from scratch: validation accuracy, one run (seed 0) per variant, "
+                 "measured after each epoch")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
 
 
 def guard_lab_arguments(variants, steps) -> None:
@@ -175,18 +215,18 @@ def build_lab_tab() -> None:
                               elem_id="lab-init-table")
     gr.Markdown("### The recorded comparison (3 seeds per variant)")
     report, curves = recorded_comparison()
-    with gr.Row(equal_height=False):
-        gr.Markdown(report, elem_id="lab-recorded")
-        gr.Image(curves, label="Validation accuracy by epoch", interactive=False, format="png",
-                 elem_id="lab-recorded-curves")
+    # Full width: beside the curves, the report's six-column tables broke words and numbers.
+    gr.Markdown(under_heading(report), elem_id="lab-recorded", elem_classes=["result-table", "nowrap-cells"])
+    gr.Image(curves, label="Validation accuracy by epoch (recorded)", show_label=False, interactive=False,
+             format="png", height=380, elem_id="lab-recorded-curves")
     gr.Markdown("### A short comparison of your own (seed 0, on this server's CPU)")
     with gr.Row():
         steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=DEFAULT_STEPS, step=10, label="Training steps per variant",
-                          elem_id="lab-steps")
-        start = gr.Button("Train", variant="primary", elem_id="lab-start")
-        stop = gr.Button("Cancel", elem_id="lab-cancel")
+                          elem_id="lab-steps", scale=3)
+        start = gr.Button("Train", variant="primary", elem_id="lab-start", scale=1)
+        stop = gr.Button("Cancel", elem_id="lab-cancel", scale=1)
     status = gr.Markdown(elem_id="lab-status")
-    plot = gr.Plot(label="Validation accuracy by epoch", elem_id="lab-curves")
+    plot = gr.Plot(label="Validation accuracy by training step", elem_id="lab-curves")
 
     guard_lab_arguments(variants, steps)
     init_button.click(init_statistics_rows, [variants], [init_table], concurrency_id="lab", concurrency_limit=1,

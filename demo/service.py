@@ -455,7 +455,7 @@ class InferenceService:
         otherwise untrained, with the reason in ``notice``."""
         spec = models.get_spec(name)
         if not spec.is_swin:
-            raise ValueError(f"{spec.name} is not a Swin Transformer; choose a swin_* architecture for these views.")
+            raise ValueError(f"{spec.name} is not a Swin Transformer; choose a Swin Transformer for these views.")
         if models.weights_status(spec.name) == "untrained":
             return LoadedModel(self.models.get(spec.name, False, report), False, untrained_notice(spec.name, None))
         try:

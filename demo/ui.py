@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 import models
-from demo import arguments, compare_tab, explain_tab, gate, images, outputs, panels, train_tab
+from demo import arguments, caveats, compare_tab, explain_tab, gate, images, outputs, panels, train_tab
 from demo.lab_tab import build_lab_tab
 from demo.service import Classification, InferenceService, Settings, configure_torch
 
@@ -51,6 +51,12 @@ CSS = """
    sit above the picture instead of over the title's end. */
 .titled-figure .icon-button-wrapper {position: static; justify-content: flex-end; width: fit-content;
                                      margin-left: auto; box-shadow: none}
+/* Result tables (Markdown): Gradio's Markdown lets text break anywhere, which split words and numbers
+   ("varia nt", "0.0 27 8") in narrow columns. Break only between words; a table wider than its
+   column scrolls sideways instead of squeezing. */
+.result-table table {display: block; width: fit-content; max-width: 100%; overflow-x: auto}
+.result-table th, .result-table td {overflow-wrap: normal; word-break: normal; hyphens: none}
+.nowrap-cells td {white-space: nowrap}
 """
 
 
@@ -96,7 +102,8 @@ def architecture_choices() -> list[tuple[str, str]]:
 def architecture_info(name: str) -> str:
     spec = models.get_spec(name)
     status = models.weights_status(spec.name)
-    swin = "" if spec.is_swin else " Inside Swin needs a Swin Transformer (swin_*)."
+    swin = (" A Swin Transformer: look inside it in the Inside Swin tab." if spec.is_swin else
+            " Inside Swin needs a Swin Transformer; this is a convolutional network.")
     return f"**{spec.name}**: {spec.description}. Weights: {WEIGHTS_STATUS[status]}.{swin}"
 
 
@@ -283,6 +290,8 @@ class Callbacks:
         batch = f" for a batch of {result.batch_size} images sent at once" if result.batch_size > 1 else ""
         details = (f"**{result.model_name}** · {weights} · the model took **{result.milliseconds:.0f} ms**{batch} "
                    f"(CPU, {threads} thread{'s' if threads > 1 else ''})")
+        fit = caveats.class_fit_note(spec)
+        details += f"\n\n⚠️ {fit}" if fit else ""
         caution = input_caution(*result.image_size, result.enlargement, result.share)
         notice = gr.update(value=f"⚠️ {caution}", visible=True) if caution else gr.update(value="", visible=False)
         return result.probabilities, details, notice, hidden
@@ -294,8 +303,8 @@ class Callbacks:
         spec = self._spec(architecture)
         empty = (None,) * 6
         if not spec.is_swin:
-            return (*empty, f"Choose a Swin Transformer (swin_*) above to look inside it; {spec.name} is "
-                            "a convolutional network.")
+            return (*empty, f"Choose a Swin Transformer above (a built-in one or one trained here) to look "
+                            f"inside it; {spec.name} is a convolutional network.")
         if image is None or image == "":
             return (*empty, "Upload an image or pick an example above.")
         stage, block, head, query_x, query_y = fit_selection(spec.name, stage, block, head, query_x, query_y)
@@ -376,7 +385,7 @@ def build_swin_tab(max_stage: int, max_block: int, max_head: int, first_swin: di
                                     elem_id="query-x")
                 query_y = gr.Number(first_swin["input_hw"][0] // 2, precision=0, minimum=0, label="Query y",
                                     elem_id="query-y")
-            summary = gr.Markdown("Choose a Swin Transformer (swin_*) to look inside it.",
+            summary = gr.Markdown("Choose a Swin Transformer (a built-in one or one trained here) to look inside it.",
                                   label="Summary", elem_id="swin-summary")
         with gr.Column(scale=2):
             with gr.Tabs():
@@ -481,7 +490,8 @@ def build_demo(service: InferenceService | None = None) -> gr.Blocks:
         fallback.click(callbacks.use_offline_default, None, [architecture], **quick) \
             .then(callbacks.on_architecture, [architecture], architecture_controls, **quick) \
             .then(explain_callbacks.on_architecture, [architecture, explain_section["method"]],
-                  [explain_section["method"], explain_section["held_back_note"]], **quick) \
+                  [explain_section["method"], explain_section["held_back_note"], explain_section["held_back_box"]],
+                  **quick) \
             .then(**classify_ui).then(**swin_ui)
         gr.on([stage.release, stage.input], callbacks.on_stage, [architecture, stage, block, head], [block, head],
               trigger_mode="always_last", **quick).then(**swin_ui)

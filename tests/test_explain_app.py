@@ -110,9 +110,9 @@ def test_page_callbacks(service):
     assert overlay.shape == raw.shape == (224, 224, 3) and curves.ndim == 3
     assert summary["class"] == "Egyptian cat" and "deletion AUC" in scores and "random map" in scores
     assert np.array_equal(callbacks.reoverlay(state, 0.0), state[0])
-    methods, note = callbacks.on_architecture("efficientnet_lite0", "rollout")
+    methods, note, box = callbacks.on_architecture("efficientnet_lite0", "rollout")
     assert methods["value"] == "gradcam" and "rollout" not in [v for _, v in methods["choices"]]
-    methods, _ = callbacks.on_architecture("swin_cifar", "rollout")
+    methods, _, _ = callbacks.on_architecture("swin_cifar", "rollout")
     assert methods["value"] == "rollout"
 
 

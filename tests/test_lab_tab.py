@@ -47,7 +47,8 @@ def test_live_comparison_trains_each_variant_and_draws_its_curve():
                                            progress=lambda fraction, desc: seen.append(fraction)))
     status, figure = outputs[-1]
     assert "**fused**" in status and "**separate**" in status and "after 20 steps" in status
-    assert figure is not None and len(figure.axes[0].get_legend().get_texts()) == 2
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["fused", "separate", "chance (10 %)"] and figure.axes[0].get_xlabel() == "training step"
     assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
 
 
