@@ -66,10 +66,12 @@ def finetune_choices() -> list[str]:
 
 class TrainCallbacks:
     """One training at a time per app (the CPU is the limit); Cancel stops it
-    after the current step and keeps the best epoch so far."""
+    after the current step and discards it: nothing is saved or registered,
+    and its name stays free. A page that goes away stops its run too, but
+    keeps the best epoch so far (nobody asked to throw it away)."""
 
     def __init__(self):
-        self.cancel_event = threading.Event()  # the current run's (a new one per run)
+        self.cancel_event = threading.Event()  # the current run's Cancel button (a new one per run)
         self._owner: str | None = None          # the session that started it
 
     @staticmethod
@@ -82,7 +84,7 @@ class TrainCallbacks:
         if self._session(request) != self._owner:
             return "Only the page that started this training can cancel it."
         self.cancel_event.set()
-        return "Cancelling: the run stops after the current step and keeps its best epoch so far."
+        return "Cancelling: the run stops after the current step and nothing of it is kept."
 
     def _arguments(self, source, archive, architecture, epochs, lr, name, size=SMALL):
         name = (name or "").strip()
@@ -115,18 +117,21 @@ class TrainCallbacks:
         ``size`` (SMALL or TINY) is the digits Swin's; an upload ignores it.
 
         The worker thread trains and registers the model, so a page that goes
-        away does not lose it; closing the generator (a disconnect) cancels the
-        run after the current step, keeping the best epoch so far."""
+        away does not lose it; closing the generator (a disconnect) stops the
+        run after the current step, keeping the best epoch so far. Cancel
+        (:meth:`cancel`) stops it too, and the worker deletes what the run
+        wrote: a cancelled run takes no name."""
         try:
             name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name, size)
         except training.TrainingInputError as error:
             raise user_error(str(error)) from error
         if training.training_running():
             raise user_error("A training is already running; wait for it to finish or cancel it first.")
-        cancel = threading.Event()
+        cancel, gone = threading.Event(), threading.Event()  # the Cancel button; the page went away
         self.cancel_event, self._owner = cancel, self._session(request)
         events: queue.Queue = queue.Queue()
-        common = dict(on_epoch=lambda m: events.put(("epoch", m)), should_stop=cancel.is_set, progress=False)
+        common = dict(on_epoch=lambda m: events.put(("epoch", m)),
+                      should_stop=lambda: cancel.is_set() or gone.is_set(), progress=False)
 
         def work():
             try:
@@ -145,6 +150,10 @@ class TrainCallbacks:
                 return
             except Exception as error:  # the page must hear about any failure, in one sentence
                 events.put(("error", f"Training failed ({type(error).__name__}: {error}); nothing was saved."))
+                return
+            if run.metrics.get("cancelled") and cancel.is_set():  # Cancel: discard what the run wrote
+                shutil.rmtree(run.out, ignore_errors=True)
+                events.put(("cancelled", run))
                 return
             try:  # here, not in the page's generator: a page that went away must not lose the model
                 models.register_model_folder(run.out, name, replace=False)
@@ -178,6 +187,11 @@ class TrainCallbacks:
                 elif kind == "error":
                     finished = True
                     raise user_error(value)
+                elif kind == "cancelled":
+                    finished = True
+                    yield (cancelled_status(name, history, epochs),
+                           plots.curves_figure(curve_metrics(history)) if history else None, "", None, None, None)
+                    return
                 else:
                     finished = True
                     run = value
@@ -188,7 +202,7 @@ class TrainCallbacks:
                     return
         finally:
             if not finished:  # the page went away (GeneratorExit) or the generator failed: stop the run
-                cancel.set()
+                gone.set()
 
     @staticmethod
     def architecture_updates(current):
@@ -210,8 +224,14 @@ def epoch_status(m: dict, epochs: int) -> str:
             f"{m['val_loss']:.4f}, validation accuracy **{m['val_accuracy']:.1%}** ({m['seconds']:.1f} s)")
 
 
+def cancelled_status(name: str, history: list[dict], epochs: int) -> str:
+    done = sum(1 for h in history if not h.get("partial"))
+    return (f"Cancelled after {done} of {epochs} epochs: nothing was saved and the name **{name}** is still "
+            "free.")
+
+
 def finished_status(name: str, m: dict) -> str:
-    how = "Cancelled; kept" if m["cancelled"] else "Done:"
+    how = "Stopped early; kept" if m["cancelled"] else "Done:"  # stopped: the page went away
     return (f"{how} **{name}** (best epoch {m['best_epoch']}, validation accuracy {m['val_accuracy']:.1%}, "
             f"{m['seconds']:.0f} s). It is now in the architecture list of every tab.")
 

@@ -66,14 +66,26 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     assert "tab_digits" in models.register_user_models()
 
 
-def test_cancel_keeps_the_best_checkpoint_so_far(tab, tmp_path):
-    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 5, 0.002, "tab_cancelled", TINY,
-                    progress=no_progress)
+def cancel_soon(tab, run):
+    """Press Cancel as the page does: once the run holds the trainer, from the page that started it."""
     assert next(run)[0].startswith("Preparing")
-    tab.cancel_event.set()  # as the Cancel button does, before the first step ends
-    outputs = list(run)
-    assert outputs[-1][0].startswith("Cancelled; kept **tab_cancelled**")
-    assert (tmp_path / "user_models" / "tab_cancelled" / "model.safetensors").is_file()
+    wait_until(training.training_running)
+    message = tab.cancel()
+    assert message.startswith("Cancelling") and "nothing" in message, message
+    return list(run)
+
+
+def test_cancel_discards_the_run_and_the_name_stays_free(tab, tmp_path):
+    for attempt in range(2):  # the same name again after a Cancel: accepted, not "taken"
+        outputs = cancel_soon(tab, tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 5, 0.002,
+                                             "tab_cancelled", TINY, progress=no_progress))
+        status, curves, result, confusion, samples, download = outputs[-1]
+        assert status.startswith("Cancelled after") and "nothing was saved" in status, status
+        assert "tab_cancelled" in status and (result, confusion, samples, download) == ("", None, None, None)
+        assert not (tmp_path / "user_models" / "tab_cancelled").exists()
+        assert not [p for p in (tmp_path / "user_models").glob("*")]  # no staging folder left either
+        assert "tab_cancelled" not in models.list_models()
+        wait_until(lambda: not training.training_running())
     assert tab.cancel() == "Nothing is training."
 
 
@@ -98,7 +110,7 @@ def test_a_page_that_goes_away_cancels_its_run_and_the_model_is_still_registered
                     progress=no_progress, request=Page("a"))
     assert next(run)[0].startswith("Preparing")
     run.close()  # Gradio closes the generator when the browser disconnects (GeneratorExit)
-    assert tab.cancel_event.is_set()
+    assert not tab.cancel_event.is_set()  # stopped, but nobody pressed Cancel: the run is kept
     # The run stops after its current step and the worker registers the model itself:
     # offered now, not only after a restart.
     wait_until(lambda: "tab_gone" in models.list_models())
