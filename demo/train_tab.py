@@ -107,6 +107,18 @@ class TrainCallbacks:
                                               "the handwritten digits.")
         return name, out, epochs, lr
 
+    def check(self, source, archive, architecture, epochs, lr, name, size=SMALL) -> None:
+        """The Start button's quick first event: a bad request (a name that is taken, no zip, a
+        training already running) is refused here in one sentence, a toast. This event has no
+        outputs, so Gradio marks none of them with an "Error" badge; the training event runs
+        only when this one succeeds (``.success``)."""
+        try:
+            self._arguments(source, archive, architecture, epochs, lr, name, size)
+        except training.TrainingInputError as error:
+            raise user_error(str(error)) from error
+        if training.training_running():
+            raise user_error("A training is already running; wait for it to finish or cancel it first.")
+
     # How often the page's generator looks whether the worker is still alive.
     WORKER_POLL_S = 1.0
 
@@ -116,17 +128,17 @@ class TrainCallbacks:
         figure, samples figure, download) after each epoch and at the end.
         ``size`` (SMALL or TINY) is the digits Swin's; an upload ignores it.
 
+        A bad request raises gr.Error (the page checks it first, :meth:`check`);
+        a run that fails ends with its one sentence in the status, not an
+        error on every output.
+
         The worker thread trains and registers the model, so a page that goes
         away does not lose it; closing the generator (a disconnect) stops the
         run after the current step, keeping the best epoch so far. Cancel
         (:meth:`cancel`) stops it too, and the worker deletes what the run
         wrote: a cancelled run takes no name."""
-        try:
-            name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name, size)
-        except training.TrainingInputError as error:
-            raise user_error(str(error)) from error
-        if training.training_running():
-            raise user_error("A training is already running; wait for it to finish or cancel it first.")
+        self.check(source, archive, architecture, epochs, lr, name, size)
+        name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name, size)
         cancel, gone = threading.Event(), threading.Event()  # the Cancel button; the page went away
         self.cancel_event, self._owner = cancel, self._session(request)
         events: queue.Queue = queue.Queue()
@@ -178,7 +190,8 @@ class TrainCallbacks:
                     if worker.is_alive() or not events.empty():
                         continue
                     finished = True
-                    raise user_error("Training stopped unexpectedly; nothing new was added.") from None
+                    yield failed(history, "Training stopped unexpectedly; nothing new was added.")
+                    return
                 if kind == "epoch":
                     history.append(value)
                     progress((len(history), epochs), desc=f"Epoch {len(history)}/{epochs}", unit="epochs")
@@ -186,7 +199,8 @@ class TrainCallbacks:
                            None)
                 elif kind == "error":
                     finished = True
-                    raise user_error(value)
+                    yield failed(history, value)
+                    return
                 elif kind == "cancelled":
                     finished = True
                     yield (cancelled_status(name, history, epochs),
@@ -210,6 +224,12 @@ class TrainCallbacks:
         from demo.ui import architecture_choices  # the labels the other tabs use
 
         return gr.update(choices=architecture_choices(), value=current)
+
+
+def failed(history: list[dict], message: str) -> tuple:
+    """The outputs of a run that failed: its sentence in the status (logged as a refusal is), the curve so far."""
+    gate.refuse(message, "train")  # the one log line, as for every refusal; the page gets the status line
+    return (f"⚠️ {message}", plots.curves_figure(curve_metrics(history)) if history else None, "", None, None, None)
 
 
 def curve_metrics(history: list[dict]) -> dict:
@@ -294,9 +314,12 @@ def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallback
     guard_train_arguments(source, architecture, epochs, lr, name, size)
     source.change(lambda s: gr.update(value=0.001 if s == DIGITS else 0.01), [source], [lr],
                   show_progress="hidden", api_visibility="private")
-    run = start.click(callbacks.train, [source, archive, architecture, epochs, lr, name, size],
-                      [status, curves, result, confusion, samples, download], api_visibility="private",
-                      concurrency_id="train", concurrency_limit=4)
+    inputs = [source, archive, architecture, epochs, lr, name, size]
+    # A quick check first, with no outputs: a refusal is one toast, not an "Error" badge on each output.
+    run = start.click(callbacks.check, inputs, None, api_visibility="private", show_progress="hidden",
+                      concurrency_limit=None)
+    run = run.success(callbacks.train, inputs, [status, curves, result, confusion, samples, download],
+                      api_visibility="private", concurrency_id="train", concurrency_limit=4)
     cancel.click(callbacks.cancel, None, [status], api_visibility="private", concurrency_limit=None,
                  show_progress="hidden")
     refresh = [architecture, *(architecture_dropdowns or [])]

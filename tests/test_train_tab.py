@@ -147,8 +147,7 @@ def test_only_the_page_that_started_a_training_can_cancel_it(tab, monkeypatch):
         assert tab.cancel_event.is_set()
     finally:
         release.set()
-    with pytest.raises(gr.Error, match="stopped by the test"):
-        list(run)
+    assert_fails_in_the_status(list(run), "stopped by the test")
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -158,10 +157,8 @@ def test_a_worker_that_dies_without_a_word_ends_the_page_in_one_sentence(tab, mo
 
     monkeypatch.setattr(training, "scratch", scratch)
     monkeypatch.setattr(train_tab.TrainCallbacks, "WORKER_POLL_S", 0.05)
-    with pytest.raises(gr.Error, match="stopped unexpectedly") as info:
-        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_dies", TINY,
-                       progress=no_progress))
-    assert info.value.print_exception is False
+    assert_fails_in_the_status(list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_dies",
+                                              TINY, progress=no_progress)), "stopped unexpectedly")
 
 
 def test_a_model_folder_the_registry_refuses_gets_one_sentence(tab, monkeypatch, tmp_path):
@@ -173,11 +170,18 @@ def test_a_model_folder_the_registry_refuses_gets_one_sentence(tab, monkeypatch,
 
     monkeypatch.setattr(training, "scratch", scratch)
     monkeypatch.setattr(models, "register_model_folder", register)
-    with pytest.raises(gr.Error, match="could not be added to the architecture list") as info:
-        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_refused", TINY,
-                       progress=no_progress))
-    message = str(info.value.message)
-    assert "exists already" in message and "\n" not in message
+    outputs = list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_refused", TINY,
+                             progress=no_progress))
+    assert_fails_in_the_status(outputs, "could not be added to the architecture list")
+    assert "exists already" in outputs[-1][0]
+
+
+def assert_fails_in_the_status(outputs, says):
+    """A run that fails ends (no gr.Error: Gradio would badge every output "Error") with its one
+    sentence in the status line and nothing else to show."""
+    status, curves, result, confusion, samples, download = outputs[-1]
+    assert says in status and status.endswith(".") and "\n" not in status, status
+    assert (result, confusion, samples, download) == ("", None, None, None)
 
 
 @pytest.mark.parametrize("source, archive, name, size, match", [
@@ -187,9 +191,30 @@ def test_a_model_folder_the_registry_refuses_gets_one_sentence(tab, monkeypatch,
     (train_tab.DIGITS, None, "mine", "huge", "Choose a model size"),
 ])
 def test_bad_requests_get_one_sentence(tab, source, archive, name, size, match):
-    with pytest.raises(gr.Error, match=match) as info:
-        next(tab.train(source, archive, "efficientnet_lite0", 1, 0.01, name, size, progress=no_progress))
-    assert info.value.message.endswith(".") and "\n" not in info.value.message
+    for call in (lambda: tab.check(source, archive, "efficientnet_lite0", 1, 0.01, name, size),  # the page's
+                 lambda: next(tab.train(source, archive, "efficientnet_lite0", 1, 0.01, name, size,
+                                        progress=no_progress))):  # the private event called by its index
+        with pytest.raises(gr.Error, match=match) as info:
+            call()
+        assert info.value.message.endswith(".") and "\n" not in info.value.message
+        assert info.value.print_exception is False
+
+
+def test_start_checks_first_in_an_event_without_outputs_so_a_refusal_badges_none(monkeypatch, tmp_path):
+    """Gradio 6 marks every output of an event that raises with an "Error" badge: Start's first
+    event (the check) has no outputs, and training follows only on its success."""
+    monkeypatch.setenv("APP_USER_MODELS", str(tmp_path / "user_models"))
+    with gr.Blocks() as page:
+        callbacks = train_tab.build_train_tab()
+    config = page.get_config_file()
+    dependencies = {d["id"]: d for d in config["dependencies"]}
+    start = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "train-start")
+    first = [d for d in dependencies.values() if [start, "click"] in [list(t) for t in d["targets"]]]
+    assert len(first) == 1 and first[0]["outputs"] == [], first
+    assert page.fns[first[0]["id"]].fn == callbacks.check
+    training_event = [d for d in dependencies.values() if d["trigger_after"] == first[0]["id"]]
+    assert len(training_event) == 1 and training_event[0]["trigger_only_on_success"]
+    assert page.fns[training_event[0]["id"]].fn == callbacks.train and len(training_event[0]["outputs"]) == 6
 
 
 def test_small_is_the_bundled_swin_digits_recipe(tab, monkeypatch):
@@ -204,8 +229,8 @@ def test_small_is_the_bundled_swin_digits_recipe(tab, monkeypatch):
         calls.append(kwargs)
         raise training.TrainingInputError("stopped by the test.")
     monkeypatch.setattr(training, "scratch", scratch)
-    with pytest.raises(gr.Error, match="stopped by the test"):
-        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 3, 0.001, "tab_small", progress=no_progress))
+    assert_fails_in_the_status(list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 3, 0.001, "tab_small",
+                                              progress=no_progress)), "stopped by the test")
     assert {k: calls[0][k] for k in train_tab.DIGITS_SWIN} == train_tab.DIGITS_SWIN
     assert {k: calls[0][k] for k in train_tab.DIGITS_RECIPE} == train_tab.DIGITS_RECIPE
 
@@ -234,8 +259,8 @@ def test_uploaded_zip_is_fine_tuned_and_a_bad_zip_refused(tab, tmp_path):
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as z:
         z.writestr("../x.png", b"x")
-    with pytest.raises(gr.Error, match="outside its folder"):
-        list(tab.train(train_tab.UPLOAD, str(evil), "efficientnet_lite0", 1, 0.01, "tab_evil", progress=no_progress))
+    assert_fails_in_the_status(list(tab.train(train_tab.UPLOAD, str(evil), "efficientnet_lite0", 1, 0.01,
+                                              "tab_evil", progress=no_progress)), "outside its folder")
     assert not (tmp_path / "user_models" / "tab_evil").exists()
 
 
