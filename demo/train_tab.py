@@ -278,6 +278,14 @@ def zip_folder(folder: Path) -> str:
     return shutil.make_archive(str(target.with_suffix("")), "zip", root_dir=folder)
 
 
+def source_controls(source) -> tuple[dict, dict, dict, dict]:
+    """Updates of (zip, architecture to fine-tune, digits size, learning rate) for the data
+    source chosen: only the controls that apply to it are shown, with its usual learning rate."""
+    digits = source == DIGITS
+    return (gr.update(visible=not digits), gr.update(visible=not digits), gr.update(visible=digits),
+            gr.update(value=0.001 if digits else 0.01))
+
+
 def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallbacks:
     """The tab's layout and events; call inside ``with gr.Tab("Train")``.
     ``architecture_dropdowns`` (of other tabs) get the new model when a run ends."""
@@ -288,13 +296,14 @@ def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallback
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             source = gr.Radio([DIGITS, UPLOAD], value=DIGITS, label="Data", elem_id="train-source")
+            # Shown for the source that uses them (source_controls); the digits come first.
             archive = gr.File(label="Zip of class folders", file_types=[".zip"], type="filepath",
-                              elem_id="train-zip")
+                              elem_id="train-zip", visible=False)
             size = gr.Radio(list(DIGITS_SIZES), value=SMALL, label="Digits Swin size (tiny: a quick try)",
                             elem_id="train-size")
             architecture = gr.Dropdown(finetune_choices(), value=models.OFFLINE_DEFAULT,
                                        label="Architecture to fine-tune (for your images)",
-                                       elem_id="train-architecture")
+                                       elem_id="train-architecture", visible=False)
             with gr.Row():
                 epochs = gr.Number(5, precision=0, minimum=1, maximum=MAX_EPOCHS, label="Epochs",
                                    elem_id="train-epochs")
@@ -312,8 +321,8 @@ def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallback
                 samples = gr.Plot(label="Validation images", elem_id="train-samples")
             download = gr.File(label="Download the model folder (zip)", elem_id="train-download")
     guard_train_arguments(source, architecture, epochs, lr, name, size)
-    source.change(lambda s: gr.update(value=0.001 if s == DIGITS else 0.01), [source], [lr],
-                  show_progress="hidden", api_visibility="private")
+    source.change(source_controls, [source], [archive, architecture, size, lr], show_progress="hidden",
+                  api_visibility="private")
     inputs = [source, archive, architecture, epochs, lr, name, size]
     # A quick check first, with no outputs: a refusal is one toast, not an "Error" badge on each output.
     run = start.click(callbacks.check, inputs, None, api_visibility="private", show_progress="hidden",

@@ -309,3 +309,28 @@ def test_the_download_zip_survives_a_sweep_while_the_folder_stays_bounded(tmp_pa
     sweeper.sweep()
     kept = sorted(str(p) for p in (tmp_path / "uploads").rglob("*.zip"))
     assert kept == sorted(zips[1:])  # the newest MAX_KEPT stay; the oldest is swept as usual
+
+
+def train_page(monkeypatch, tmp_path):
+    """The tab built in a page; (page, callbacks, component by elem_id without its "train-" prefix)."""
+    monkeypatch.setenv("APP_USER_MODELS", str(tmp_path / "user_models"))
+    with gr.Blocks() as page:
+        callbacks = train_tab.build_train_tab()
+    parts = {b.elem_id.removeprefix("train-"): b for b in page.blocks.values()
+             if (getattr(b, "elem_id", None) or "").startswith("train-")}
+    return page, callbacks, parts
+
+
+def test_only_the_controls_of_the_chosen_data_source_are_shown(monkeypatch, tmp_path):
+    page, _, parts = train_page(monkeypatch, tmp_path)
+    shown = lambda updates: [u["visible"] for u in updates[:3]]  # noqa: E731 (zip, architecture, size)
+    assert shown(train_tab.source_controls(train_tab.DIGITS)) == [False, False, True]
+    assert shown(train_tab.source_controls(train_tab.UPLOAD)) == [True, True, False]
+    assert train_tab.source_controls(train_tab.UPLOAD)[3]["value"] == 0.01
+    # The page opens on the digits: the upload's controls start hidden.
+    assert parts["source"].value == train_tab.DIGITS
+    assert [parts[k].visible for k in ("zip", "architecture", "size")] == [False, False, True]
+    # ... and a change of source updates them.
+    change = [d for d in page.config["dependencies"] if [parts["source"]._id, "change"] in
+              [list(t) for t in d["targets"]]]
+    assert len(change) == 1 and change[0]["outputs"] == [parts[k]._id for k in ("zip", "architecture", "size", "lr")]
