@@ -314,12 +314,13 @@ def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallback
                 cancel = gr.Button("Cancel", elem_id="train-cancel")
         with gr.Column(scale=2):
             status = gr.Markdown("", elem_id="train-status")
-            curves = gr.Plot(label="Curves", elem_id="train-curves")
             result = gr.Markdown("", elem_id="train-result")
-            with gr.Row():
-                confusion = gr.Plot(label="Confusion matrix", elem_id="train-confusion")
-                samples = gr.Plot(label="Validation images", elem_id="train-samples")
             download = gr.File(label="Download the model folder (zip)", elem_id="train-download")
+    # The figures full width, one below the other, so that they are shown at (about) their own size
+    # and their text can be read; each has its own title, so no label covers it.
+    curves = gr.Plot(label="Curves", show_label=False, format="png", elem_id="train-curves")
+    confusion = gr.Plot(label="Confusion matrix", show_label=False, format="png", elem_id="train-confusion")
+    samples = gr.Plot(label="Validation images", show_label=False, format="png", elem_id="train-samples")
     guard_train_arguments(source, architecture, epochs, lr, name, size)
     source.change(source_controls, [source], [archive, architecture, size, lr], show_progress="hidden",
                   api_visibility="private")

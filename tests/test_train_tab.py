@@ -334,3 +334,32 @@ def test_only_the_controls_of_the_chosen_data_source_are_shown(monkeypatch, tmp_
     change = [d for d in page.config["dependencies"] if [parts["source"]._id, "change"] in
               [list(t) for t in d["targets"]]]
     assert len(change) == 1 and change[0]["outputs"] == [parts[k]._id for k in ("zip", "architecture", "size", "lr")]
+
+
+def test_the_run_s_figures_are_shown_full_width_without_labels_and_their_text_is_readable(monkeypatch, tmp_path):
+    """At 1280 px the plots used to share a 2/3 column (confusion and samples half of it each), shrunk to a
+    third of their size with a label over them: now each is full width, one below the other, drawn at
+    most 1200 px wide (so shown about at its own size) with no text under 10 points."""
+    import matplotlib.text
+    from PIL import Image
+
+    from training import plots
+
+    _, _, parts = train_page(monkeypatch, tmp_path)
+    for key in ("curves", "confusion", "samples"):
+        plot, ancestors = parts[key], []
+        while plot.parent is not None:
+            plot = plot.parent
+            ancestors.append(plot)
+        assert ancestors and not parts[key].show_label and not any(isinstance(a, (gr.Row, gr.Column)) for a in ancestors), key
+    history = [dict(epoch=e, train_loss=1 / e, val_loss=1.2 / e, val_accuracy=0.5 + e / 10, lr=0.001) for e in (1, 2)]
+    figures = {"curves": plots.curves_figure(train_tab.curve_metrics(history))}
+    for n in (10, 30):
+        figures[f"confusion {n}"] = plots.confusion_figure(dict(confusion_matrix=[[3] * n] * n, best_epoch=1,
+                                                                classes=[f"class {i}" for i in range(n)]))
+    figures["samples"] = plots.samples_figure([(Image.new("RGB", (16, 16)), str(i % 10), str(i % 3))
+                                               for i in range(16)])
+    for what, fig in figures.items():
+        assert fig.get_figwidth() * fig.dpi <= plots.MAX_WIDTH_PX, what
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible()]
+        assert min(sizes) >= plots.SMALLEST_FONT, (what, min(sizes))
