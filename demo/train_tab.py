@@ -150,12 +150,13 @@ class TrainCallbacks:
                 if source == DIGITS:
                     swin = TINY_DIGITS_SWIN if size == TINY else DIGITS_SWIN
                     run = training.scratch(out, "digits", epochs=epochs, lr=lr, **DIGITS_RECIPE, **swin,
-                                           description=f"{name}: a {size.split()[0]} Swin trained in the app on "
-                                                       "the digits",
+                                           description=f"a {size.split()[0]} Swin Transformer trained here "
+                                                       "from scratch on the handwritten digits",
                                            **common)
                 else:
                     run = training.finetune(archive, out, architecture, epochs=epochs, lr=lr,
-                                            description=f"{name}: fine-tuned in the app from {architecture}",
+                                            description=f"{architecture} fine-tuned here on "
+                                                        f"{Path(str(archive)).name}",
                                             **common)
             except training.TrainingInputError as error:
                 events.put(("error", str(error)))

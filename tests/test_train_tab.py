@@ -10,7 +10,7 @@ import torch
 
 import models
 import training
-from demo import gate, train_tab
+from demo import gate, train_tab, ui
 from training import recipes
 
 from conftest import ROOT
@@ -57,6 +57,13 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     model = models.create_model("tab_digits", pretrained=True)
     assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
     assert ("tab_digits · trained here", "tab_digits") in tab.architecture_updates("efficientnet_lite0")["choices"]
+    # Its info line says what it is once: its name, trained here on the digits, its validation accuracy.
+    info = ui.architecture_info("tab_digits")
+    accuracy = json.loads((tmp_path / "user_models" / "tab_digits" / "metrics.json").read_text())["val_accuracy"]
+    assert info.count("tab_digits") == 1 and "pretrained" not in info, info
+    assert "trained here from scratch on the handwritten digits" in info and f"{accuracy:.1%}" in info, info
+    assert ui.weights_note("tab_digits", True) == "trained here"
+    assert ui.weights_note("efficientnet_lite0", True) == "pretrained weights"
     # the same name again: refused, the model kept
     with pytest.raises(gr.Error, match="taken"):
         next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.002, "tab_digits", TINY,
