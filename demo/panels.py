@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
+import models
 from demo import views
 from demo.colormap import colorize, heatmap_overlay
 from demo.frames import Frame
@@ -327,7 +328,9 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
                           f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads"
                           f"{untrained}")
 
-    weights = "pretrained weights" if forward.pretrained else f"**{UNTRAINED_TAG}** — {forward.notice}"
+    trained_here = forward.pretrained and models.weights_status(name) == "trained"
+    weights = ("trained here" if trained_here else "pretrained weights") if forward.pretrained else \
+        f"**{UNTRAINED_TAG}** — {forward.notice}"
     summary = (f"**{name}**, {weights}  \n"
                f"Query pixel ({query_xy[0]}, {query_xy[1]}) of the {input_hw[1]} x {input_hw[0]} model input is "
                f"token ({query.token[0]}, {query.token[1]}) of stage {stage} ({token_size} x {token_size} pixels), "

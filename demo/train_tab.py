@@ -66,10 +66,12 @@ def finetune_choices() -> list[str]:
 
 class TrainCallbacks:
     """One training at a time per app (the CPU is the limit); Cancel stops it
-    after the current step and keeps the best epoch so far."""
+    after the current step and discards it: nothing is saved or registered,
+    and its name stays free. A page that goes away stops its run too, but
+    keeps the best epoch so far (nobody asked to throw it away)."""
 
     def __init__(self):
-        self.cancel_event = threading.Event()  # the current run's (a new one per run)
+        self.cancel_event = threading.Event()  # the current run's Cancel button (a new one per run)
         self._owner: str | None = None          # the session that started it
 
     @staticmethod
@@ -82,7 +84,7 @@ class TrainCallbacks:
         if self._session(request) != self._owner:
             return "Only the page that started this training can cancel it."
         self.cancel_event.set()
-        return "Cancelling: the run stops after the current step and keeps its best epoch so far."
+        return "Cancelling: the run stops after the current step and nothing of it is kept."
 
     def _arguments(self, source, archive, architecture, epochs, lr, name, size=SMALL):
         name = (name or "").strip()
@@ -105,6 +107,18 @@ class TrainCallbacks:
                                               "the handwritten digits.")
         return name, out, epochs, lr
 
+    def check(self, source, archive, architecture, epochs, lr, name, size=SMALL) -> None:
+        """The Start button's quick first event: a bad request (a name that is taken, no zip, a
+        training already running) is refused here in one sentence, a toast. This event has no
+        outputs, so Gradio marks none of them with an "Error" badge; the training event runs
+        only when this one succeeds (``.success``)."""
+        try:
+            self._arguments(source, archive, architecture, epochs, lr, name, size)
+        except training.TrainingInputError as error:
+            raise user_error(str(error)) from error
+        if training.training_running():
+            raise user_error("A training is already running; wait for it to finish or cancel it first.")
+
     # How often the page's generator looks whether the worker is still alive.
     WORKER_POLL_S = 1.0
 
@@ -114,37 +128,45 @@ class TrainCallbacks:
         figure, samples figure, download) after each epoch and at the end.
         ``size`` (SMALL or TINY) is the digits Swin's; an upload ignores it.
 
+        A bad request raises gr.Error (the page checks it first, :meth:`check`);
+        a run that fails ends with its one sentence in the status, not an
+        error on every output.
+
         The worker thread trains and registers the model, so a page that goes
-        away does not lose it; closing the generator (a disconnect) cancels the
-        run after the current step, keeping the best epoch so far."""
-        try:
-            name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name, size)
-        except training.TrainingInputError as error:
-            raise user_error(str(error)) from error
-        if training.training_running():
-            raise user_error("A training is already running; wait for it to finish or cancel it first.")
-        cancel = threading.Event()
+        away does not lose it; closing the generator (a disconnect) stops the
+        run after the current step, keeping the best epoch so far. Cancel
+        (:meth:`cancel`) stops it too, and the worker deletes what the run
+        wrote: a cancelled run takes no name."""
+        self.check(source, archive, architecture, epochs, lr, name, size)
+        name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name, size)
+        cancel, gone = threading.Event(), threading.Event()  # the Cancel button; the page went away
         self.cancel_event, self._owner = cancel, self._session(request)
         events: queue.Queue = queue.Queue()
-        common = dict(on_epoch=lambda m: events.put(("epoch", m)), should_stop=cancel.is_set, progress=False)
+        common = dict(on_epoch=lambda m: events.put(("epoch", m)),
+                      should_stop=lambda: cancel.is_set() or gone.is_set(), progress=False)
 
         def work():
             try:
                 if source == DIGITS:
                     swin = TINY_DIGITS_SWIN if size == TINY else DIGITS_SWIN
                     run = training.scratch(out, "digits", epochs=epochs, lr=lr, **DIGITS_RECIPE, **swin,
-                                           description=f"{name}: a {size.split()[0]} Swin trained in the app on "
-                                                       "the digits",
+                                           description=f"a {size.split()[0]} Swin Transformer trained here "
+                                                       "from scratch on the handwritten digits",
                                            **common)
                 else:
                     run = training.finetune(archive, out, architecture, epochs=epochs, lr=lr,
-                                            description=f"{name}: fine-tuned in the app from {architecture}",
+                                            description=f"{architecture} fine-tuned here on "
+                                                        f"{Path(str(archive)).name}",
                                             **common)
             except training.TrainingInputError as error:
                 events.put(("error", str(error)))
                 return
             except Exception as error:  # the page must hear about any failure, in one sentence
                 events.put(("error", f"Training failed ({type(error).__name__}: {error}); nothing was saved."))
+                return
+            if run.metrics.get("cancelled") and cancel.is_set():  # Cancel: discard what the run wrote
+                shutil.rmtree(run.out, ignore_errors=True)
+                events.put(("cancelled", run))
                 return
             try:  # here, not in the page's generator: a page that went away must not lose the model
                 models.register_model_folder(run.out, name, replace=False)
@@ -169,7 +191,8 @@ class TrainCallbacks:
                     if worker.is_alive() or not events.empty():
                         continue
                     finished = True
-                    raise user_error("Training stopped unexpectedly; nothing new was added.") from None
+                    yield failed(history, "Training stopped unexpectedly; nothing new was added.")
+                    return
                 if kind == "epoch":
                     history.append(value)
                     progress((len(history), epochs), desc=f"Epoch {len(history)}/{epochs}", unit="epochs")
@@ -177,7 +200,13 @@ class TrainCallbacks:
                            None)
                 elif kind == "error":
                     finished = True
-                    raise user_error(value)
+                    yield failed(history, value)
+                    return
+                elif kind == "cancelled":
+                    finished = True
+                    yield (cancelled_status(name, history, epochs),
+                           plots.curves_figure(curve_metrics(history)) if history else None, "", None, None, None)
+                    return
                 else:
                     finished = True
                     run = value
@@ -188,7 +217,7 @@ class TrainCallbacks:
                     return
         finally:
             if not finished:  # the page went away (GeneratorExit) or the generator failed: stop the run
-                cancel.set()
+                gone.set()
 
     @staticmethod
     def architecture_updates(current):
@@ -196,6 +225,12 @@ class TrainCallbacks:
         from demo.ui import architecture_choices  # the labels the other tabs use
 
         return gr.update(choices=architecture_choices(), value=current)
+
+
+def failed(history: list[dict], message: str) -> tuple:
+    """The outputs of a run that failed: its sentence in the status (logged as a refusal is), the curve so far."""
+    gate.refuse(message, "train")  # the one log line, as for every refusal; the page gets the status line
+    return (f"⚠️ {message}", plots.curves_figure(curve_metrics(history)) if history else None, "", None, None, None)
 
 
 def curve_metrics(history: list[dict]) -> dict:
@@ -210,8 +245,14 @@ def epoch_status(m: dict, epochs: int) -> str:
             f"{m['val_loss']:.4f}, validation accuracy **{m['val_accuracy']:.1%}** ({m['seconds']:.1f} s)")
 
 
+def cancelled_status(name: str, history: list[dict], epochs: int) -> str:
+    done = sum(1 for h in history if not h.get("partial"))
+    return (f"Cancelled after {done} of {epochs} epochs: nothing was saved and the name **{name}** is still "
+            "free.")
+
+
 def finished_status(name: str, m: dict) -> str:
-    how = "Cancelled; kept" if m["cancelled"] else "Done:"
+    how = "Stopped early; kept" if m["cancelled"] else "Done:"  # stopped: the page went away
     return (f"{how} **{name}** (best epoch {m['best_epoch']}, validation accuracy {m['val_accuracy']:.1%}, "
             f"{m['seconds']:.0f} s). It is now in the architecture list of every tab.")
 
@@ -238,6 +279,14 @@ def zip_folder(folder: Path) -> str:
     return shutil.make_archive(str(target.with_suffix("")), "zip", root_dir=folder)
 
 
+def source_controls(source) -> tuple[dict, dict, dict, dict]:
+    """Updates of (zip, architecture to fine-tune, digits size, learning rate) for the data
+    source chosen: only the controls that apply to it are shown, with its usual learning rate."""
+    digits = source == DIGITS
+    return (gr.update(visible=not digits), gr.update(visible=not digits), gr.update(visible=digits),
+            gr.update(value=0.001 if digits else 0.01))
+
+
 def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallbacks:
     """The tab's layout and events; call inside ``with gr.Tab("Train")``.
     ``architecture_dropdowns`` (of other tabs) get the new model when a run ends."""
@@ -248,13 +297,14 @@ def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallback
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             source = gr.Radio([DIGITS, UPLOAD], value=DIGITS, label="Data", elem_id="train-source")
+            # Shown for the source that uses them (source_controls); the digits come first.
             archive = gr.File(label="Zip of class folders", file_types=[".zip"], type="filepath",
-                              elem_id="train-zip")
+                              elem_id="train-zip", visible=False)
             size = gr.Radio(list(DIGITS_SIZES), value=SMALL, label="Digits Swin size (tiny: a quick try)",
                             elem_id="train-size")
             architecture = gr.Dropdown(finetune_choices(), value=models.OFFLINE_DEFAULT,
                                        label="Architecture to fine-tune (for your images)",
-                                       elem_id="train-architecture")
+                                       elem_id="train-architecture", visible=False)
             with gr.Row():
                 epochs = gr.Number(5, precision=0, minimum=1, maximum=MAX_EPOCHS, label="Epochs",
                                    elem_id="train-epochs")
@@ -265,18 +315,22 @@ def build_train_tab(architecture_dropdowns: list | None = None) -> TrainCallback
                 cancel = gr.Button("Cancel", elem_id="train-cancel")
         with gr.Column(scale=2):
             status = gr.Markdown("", elem_id="train-status")
-            curves = gr.Plot(label="Curves", elem_id="train-curves")
             result = gr.Markdown("", elem_id="train-result")
-            with gr.Row():
-                confusion = gr.Plot(label="Confusion matrix", elem_id="train-confusion")
-                samples = gr.Plot(label="Validation images", elem_id="train-samples")
             download = gr.File(label="Download the model folder (zip)", elem_id="train-download")
+    # The figures full width, one below the other, so that they are shown at (about) their own size
+    # and their text can be read; each has its own title, so no label covers it.
+    curves = gr.Plot(label="Curves", show_label=False, format="png", elem_id="train-curves")
+    confusion = gr.Plot(label="Confusion matrix", show_label=False, format="png", elem_id="train-confusion")
+    samples = gr.Plot(label="Validation images", show_label=False, format="png", elem_id="train-samples")
     guard_train_arguments(source, architecture, epochs, lr, name, size)
-    source.change(lambda s: gr.update(value=0.001 if s == DIGITS else 0.01), [source], [lr],
-                  show_progress="hidden", api_visibility="private")
-    run = start.click(callbacks.train, [source, archive, architecture, epochs, lr, name, size],
-                      [status, curves, result, confusion, samples, download], api_visibility="private",
-                      concurrency_id="train", concurrency_limit=4)
+    source.change(source_controls, [source], [archive, architecture, size, lr], show_progress="hidden",
+                  api_visibility="private")
+    inputs = [source, archive, architecture, epochs, lr, name, size]
+    # A quick check first, with no outputs: a refusal is one toast, not an "Error" badge on each output.
+    run = start.click(callbacks.check, inputs, None, api_visibility="private", show_progress="hidden",
+                      concurrency_limit=None)
+    run = run.success(callbacks.train, inputs, [status, curves, result, confusion, samples, download],
+                      api_visibility="private", concurrency_id="train", concurrency_limit=4)
     cancel.click(callbacks.cancel, None, [status], api_visibility="private", concurrency_limit=None,
                  show_progress="hidden")
     refresh = [architecture, *(architecture_dropdowns or [])]

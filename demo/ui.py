@@ -7,6 +7,7 @@ see the README's "API" section. Every other event is private.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 from functools import partial
@@ -99,12 +100,34 @@ def architecture_choices() -> list[tuple[str, str]]:
     return [(f"{name} · {short[models.weights_status(name)]}", name) for name in models.list_models()]
 
 
+def validation_accuracy(spec) -> float | None:
+    """A trained model's best validation accuracy, from its folder's metrics.json; None when unknown."""
+    try:
+        metrics = json.loads((Path(spec.weights_path) / "metrics.json").read_text(encoding="utf-8"))
+        return float(metrics["val_accuracy"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+
+
 def architecture_info(name: str) -> str:
     spec = models.get_spec(name)
     status = models.weights_status(spec.name)
     swin = (" A Swin Transformer: look inside it in the Inside Swin tab." if spec.is_swin else
             " Inside Swin needs a Swin Transformer; this is a convolutional network.")
-    return f"**{spec.name}**: {spec.description}. Weights: {WEIGHTS_STATUS[status]}.{swin}"
+    if status != "trained":
+        return f"**{spec.name}**: {spec.description}. Weights: {WEIGHTS_STATUS[status]}.{swin}"
+    # Models trained in the app before their description dropped the name began with "name: ".
+    description = spec.description.removeprefix(f"{spec.name}: ")
+    accuracy = validation_accuracy(spec)
+    accuracy = "" if accuracy is None else f", validation accuracy {accuracy:.1%}"
+    return f"**{spec.name}**: {description}{accuracy} (kept in the user-models folder).{swin}"
+
+
+def weights_note(name: str, pretrained: bool) -> str:
+    """What the weights are, for the line under a result: "trained here" for the user's models."""
+    if not pretrained:
+        return "**untrained weights**: these probabilities mean nothing"
+    return "trained here" if models.weights_status(name) == "trained" else "pretrained weights"
 
 
 def swin_controls(name: str) -> dict | None:
@@ -284,8 +307,7 @@ class Callbacks:
                 raise
             return (None, "", gr.update(value=f"⚠️ {error.message}", visible=True),
                     gr.update(visible=True, value=f"Use {models.OFFLINE_DEFAULT} (works offline)"))
-        weights = "pretrained weights" if result.pretrained else \
-            "**untrained weights**: these probabilities mean nothing"
+        weights = weights_note(result.model_name, result.pretrained)
         threads = self.service.settings.torch_threads
         batch = f" for a batch of {result.batch_size} images sent at once" if result.batch_size > 1 else ""
         details = (f"**{result.model_name}** · {weights} · the model took **{result.milliseconds:.0f} ms**{batch} "

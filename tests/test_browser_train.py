@@ -45,7 +45,8 @@ def test_train_in_the_browser_then_classify_with_the_new_model(train_app):
         # on: every status and the curve shown with it are recorded as the page changes (the
         # final figure always differs from epoch 1's, so comparing with it would prove nothing).
         page.wait_for_selector("#train-status:has-text('Epoch 1/2')")
-        page.wait_for_selector("#train-curves img, #train-curves svg, #train-curves canvas")
+        # The figure itself (Gradio shows a matplotlib figure as an img): the label's icon, an svg, is gone.
+        page.wait_for_selector("#train-curves [data-testid=matplotlib] img")
         first = page.locator("#train-curves").inner_html()
         page.evaluate("""() => {
             window.trainSeen = [];

@@ -10,7 +10,7 @@ import torch
 
 import models
 import training
-from demo import gate, train_tab
+from demo import gate, train_tab, ui
 from training import recipes
 
 from conftest import ROOT
@@ -57,6 +57,13 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     model = models.create_model("tab_digits", pretrained=True)
     assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
     assert ("tab_digits · trained here", "tab_digits") in tab.architecture_updates("efficientnet_lite0")["choices"]
+    # Its info line says what it is once: its name, trained here on the digits, its validation accuracy.
+    info = ui.architecture_info("tab_digits")
+    accuracy = json.loads((tmp_path / "user_models" / "tab_digits" / "metrics.json").read_text())["val_accuracy"]
+    assert info.count("tab_digits") == 1 and "pretrained" not in info, info
+    assert "trained here from scratch on the handwritten digits" in info and f"{accuracy:.1%}" in info, info
+    assert ui.weights_note("tab_digits", True) == "trained here"
+    assert ui.weights_note("efficientnet_lite0", True) == "pretrained weights"
     # the same name again: refused, the model kept
     with pytest.raises(gr.Error, match="taken"):
         next(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.002, "tab_digits", TINY,
@@ -66,14 +73,26 @@ def test_digits_run_streams_curves_and_registers_the_model(tab, tmp_path):
     assert "tab_digits" in models.register_user_models()
 
 
-def test_cancel_keeps_the_best_checkpoint_so_far(tab, tmp_path):
-    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 5, 0.002, "tab_cancelled", TINY,
-                    progress=no_progress)
+def cancel_soon(tab, run):
+    """Press Cancel as the page does: once the run holds the trainer, from the page that started it."""
     assert next(run)[0].startswith("Preparing")
-    tab.cancel_event.set()  # as the Cancel button does, before the first step ends
-    outputs = list(run)
-    assert outputs[-1][0].startswith("Cancelled; kept **tab_cancelled**")
-    assert (tmp_path / "user_models" / "tab_cancelled" / "model.safetensors").is_file()
+    wait_until(training.training_running)
+    message = tab.cancel()
+    assert message.startswith("Cancelling") and "nothing" in message, message
+    return list(run)
+
+
+def test_cancel_discards_the_run_and_the_name_stays_free(tab, tmp_path):
+    for attempt in range(2):  # the same name again after a Cancel: accepted, not "taken"
+        outputs = cancel_soon(tab, tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 5, 0.002,
+                                             "tab_cancelled", TINY, progress=no_progress))
+        status, curves, result, confusion, samples, download = outputs[-1]
+        assert status.startswith("Cancelled after") and "nothing was saved" in status, status
+        assert "tab_cancelled" in status and (result, confusion, samples, download) == ("", None, None, None)
+        assert not (tmp_path / "user_models" / "tab_cancelled").exists()
+        assert not [p for p in (tmp_path / "user_models").glob("*")]  # no staging folder left either
+        assert "tab_cancelled" not in models.list_models()
+        wait_until(lambda: not training.training_running())
     assert tab.cancel() == "Nothing is training."
 
 
@@ -98,7 +117,7 @@ def test_a_page_that_goes_away_cancels_its_run_and_the_model_is_still_registered
                     progress=no_progress, request=Page("a"))
     assert next(run)[0].startswith("Preparing")
     run.close()  # Gradio closes the generator when the browser disconnects (GeneratorExit)
-    assert tab.cancel_event.is_set()
+    assert not tab.cancel_event.is_set()  # stopped, but nobody pressed Cancel: the run is kept
     # The run stops after its current step and the worker registers the model itself:
     # offered now, not only after a restart.
     wait_until(lambda: "tab_gone" in models.list_models())
@@ -135,8 +154,7 @@ def test_only_the_page_that_started_a_training_can_cancel_it(tab, monkeypatch):
         assert tab.cancel_event.is_set()
     finally:
         release.set()
-    with pytest.raises(gr.Error, match="stopped by the test"):
-        list(run)
+    assert_fails_in_the_status(list(run), "stopped by the test")
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -146,10 +164,8 @@ def test_a_worker_that_dies_without_a_word_ends_the_page_in_one_sentence(tab, mo
 
     monkeypatch.setattr(training, "scratch", scratch)
     monkeypatch.setattr(train_tab.TrainCallbacks, "WORKER_POLL_S", 0.05)
-    with pytest.raises(gr.Error, match="stopped unexpectedly") as info:
-        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_dies", TINY,
-                       progress=no_progress))
-    assert info.value.print_exception is False
+    assert_fails_in_the_status(list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_dies",
+                                              TINY, progress=no_progress)), "stopped unexpectedly")
 
 
 def test_a_model_folder_the_registry_refuses_gets_one_sentence(tab, monkeypatch, tmp_path):
@@ -161,11 +177,18 @@ def test_a_model_folder_the_registry_refuses_gets_one_sentence(tab, monkeypatch,
 
     monkeypatch.setattr(training, "scratch", scratch)
     monkeypatch.setattr(models, "register_model_folder", register)
-    with pytest.raises(gr.Error, match="could not be added to the architecture list") as info:
-        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_refused", TINY,
-                       progress=no_progress))
-    message = str(info.value.message)
-    assert "exists already" in message and "\n" not in message
+    outputs = list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_refused", TINY,
+                             progress=no_progress))
+    assert_fails_in_the_status(outputs, "could not be added to the architecture list")
+    assert "exists already" in outputs[-1][0]
+
+
+def assert_fails_in_the_status(outputs, says):
+    """A run that fails ends (no gr.Error: Gradio would badge every output "Error") with its one
+    sentence in the status line and nothing else to show."""
+    status, curves, result, confusion, samples, download = outputs[-1]
+    assert says in status and status.endswith(".") and "\n" not in status, status
+    assert (result, confusion, samples, download) == ("", None, None, None)
 
 
 @pytest.mark.parametrize("source, archive, name, size, match", [
@@ -175,9 +198,30 @@ def test_a_model_folder_the_registry_refuses_gets_one_sentence(tab, monkeypatch,
     (train_tab.DIGITS, None, "mine", "huge", "Choose a model size"),
 ])
 def test_bad_requests_get_one_sentence(tab, source, archive, name, size, match):
-    with pytest.raises(gr.Error, match=match) as info:
-        next(tab.train(source, archive, "efficientnet_lite0", 1, 0.01, name, size, progress=no_progress))
-    assert info.value.message.endswith(".") and "\n" not in info.value.message
+    for call in (lambda: tab.check(source, archive, "efficientnet_lite0", 1, 0.01, name, size),  # the page's
+                 lambda: next(tab.train(source, archive, "efficientnet_lite0", 1, 0.01, name, size,
+                                        progress=no_progress))):  # the private event called by its index
+        with pytest.raises(gr.Error, match=match) as info:
+            call()
+        assert info.value.message.endswith(".") and "\n" not in info.value.message
+        assert info.value.print_exception is False
+
+
+def test_start_checks_first_in_an_event_without_outputs_so_a_refusal_badges_none(monkeypatch, tmp_path):
+    """Gradio 6 marks every output of an event that raises with an "Error" badge: Start's first
+    event (the check) has no outputs, and training follows only on its success."""
+    monkeypatch.setenv("APP_USER_MODELS", str(tmp_path / "user_models"))
+    with gr.Blocks() as page:
+        callbacks = train_tab.build_train_tab()
+    config = page.get_config_file()
+    dependencies = {d["id"]: d for d in config["dependencies"]}
+    start = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "train-start")
+    first = [d for d in dependencies.values() if [start, "click"] in [list(t) for t in d["targets"]]]
+    assert len(first) == 1 and first[0]["outputs"] == [], first
+    assert page.fns[first[0]["id"]].fn == callbacks.check
+    training_event = [d for d in dependencies.values() if d["trigger_after"] == first[0]["id"]]
+    assert len(training_event) == 1 and training_event[0]["trigger_only_on_success"]
+    assert page.fns[training_event[0]["id"]].fn == callbacks.train and len(training_event[0]["outputs"]) == 6
 
 
 def test_small_is_the_bundled_swin_digits_recipe(tab, monkeypatch):
@@ -192,8 +236,8 @@ def test_small_is_the_bundled_swin_digits_recipe(tab, monkeypatch):
         calls.append(kwargs)
         raise training.TrainingInputError("stopped by the test.")
     monkeypatch.setattr(training, "scratch", scratch)
-    with pytest.raises(gr.Error, match="stopped by the test"):
-        list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 3, 0.001, "tab_small", progress=no_progress))
+    assert_fails_in_the_status(list(tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 3, 0.001, "tab_small",
+                                              progress=no_progress)), "stopped by the test")
     assert {k: calls[0][k] for k in train_tab.DIGITS_SWIN} == train_tab.DIGITS_SWIN
     assert {k: calls[0][k] for k in train_tab.DIGITS_RECIPE} == train_tab.DIGITS_RECIPE
 
@@ -222,8 +266,8 @@ def test_uploaded_zip_is_fine_tuned_and_a_bad_zip_refused(tab, tmp_path):
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as z:
         z.writestr("../x.png", b"x")
-    with pytest.raises(gr.Error, match="outside its folder"):
-        list(tab.train(train_tab.UPLOAD, str(evil), "efficientnet_lite0", 1, 0.01, "tab_evil", progress=no_progress))
+    assert_fails_in_the_status(list(tab.train(train_tab.UPLOAD, str(evil), "efficientnet_lite0", 1, 0.01,
+                                              "tab_evil", progress=no_progress)), "outside its folder")
     assert not (tmp_path / "user_models" / "tab_evil").exists()
 
 
@@ -272,3 +316,57 @@ def test_the_download_zip_survives_a_sweep_while_the_folder_stays_bounded(tmp_pa
     sweeper.sweep()
     kept = sorted(str(p) for p in (tmp_path / "uploads").rglob("*.zip"))
     assert kept == sorted(zips[1:])  # the newest MAX_KEPT stay; the oldest is swept as usual
+
+
+def train_page(monkeypatch, tmp_path):
+    """The tab built in a page; (page, callbacks, component by elem_id without its "train-" prefix)."""
+    monkeypatch.setenv("APP_USER_MODELS", str(tmp_path / "user_models"))
+    with gr.Blocks() as page:
+        callbacks = train_tab.build_train_tab()
+    parts = {b.elem_id.removeprefix("train-"): b for b in page.blocks.values()
+             if (getattr(b, "elem_id", None) or "").startswith("train-")}
+    return page, callbacks, parts
+
+
+def test_only_the_controls_of_the_chosen_data_source_are_shown(monkeypatch, tmp_path):
+    page, _, parts = train_page(monkeypatch, tmp_path)
+    shown = lambda updates: [u["visible"] for u in updates[:3]]  # noqa: E731 (zip, architecture, size)
+    assert shown(train_tab.source_controls(train_tab.DIGITS)) == [False, False, True]
+    assert shown(train_tab.source_controls(train_tab.UPLOAD)) == [True, True, False]
+    assert train_tab.source_controls(train_tab.UPLOAD)[3]["value"] == 0.01
+    # The page opens on the digits: the upload's controls start hidden.
+    assert parts["source"].value == train_tab.DIGITS
+    assert [parts[k].visible for k in ("zip", "architecture", "size")] == [False, False, True]
+    # ... and a change of source updates them.
+    change = [d for d in page.config["dependencies"] if [parts["source"]._id, "change"] in
+              [list(t) for t in d["targets"]]]
+    assert len(change) == 1 and change[0]["outputs"] == [parts[k]._id for k in ("zip", "architecture", "size", "lr")]
+
+
+def test_the_run_s_figures_are_shown_full_width_without_labels_and_their_text_is_readable(monkeypatch, tmp_path):
+    """At 1280 px the plots used to share a 2/3 column (confusion and samples half of it each), shrunk to a
+    third of their size with a label over them: now each is full width, one below the other, drawn at
+    most 1200 px wide (so shown about at its own size) with no text under 10 points."""
+    import matplotlib.text
+    from PIL import Image
+
+    from training import plots
+
+    _, _, parts = train_page(monkeypatch, tmp_path)
+    for key in ("curves", "confusion", "samples"):
+        plot, ancestors = parts[key], []
+        while plot.parent is not None:
+            plot = plot.parent
+            ancestors.append(plot)
+        assert ancestors and not parts[key].show_label and not any(isinstance(a, (gr.Row, gr.Column)) for a in ancestors), key
+    history = [dict(epoch=e, train_loss=1 / e, val_loss=1.2 / e, val_accuracy=0.5 + e / 10, lr=0.001) for e in (1, 2)]
+    figures = {"curves": plots.curves_figure(train_tab.curve_metrics(history))}
+    for n in (10, 30):
+        figures[f"confusion {n}"] = plots.confusion_figure(dict(confusion_matrix=[[3] * n] * n, best_epoch=1,
+                                                                classes=[f"class {i}" for i in range(n)]))
+    figures["samples"] = plots.samples_figure([(Image.new("RGB", (16, 16)), str(i % 10), str(i % 3))
+                                               for i in range(16)])
+    for what, fig in figures.items():
+        assert fig.get_figwidth() * fig.dpi <= plots.MAX_WIDTH_PX, what
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible()]
+        assert min(sizes) >= plots.SMALLEST_FONT, (what, min(sizes))

@@ -15,6 +15,9 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 CURVES, CONFUSION, SAMPLES = "curves.png", "confusion_matrix.png", "samples.png"
+# The run's figures are drawn to be shown at about their own size (the app's Train tab shows them full
+# width): at most this many pixels wide, and no text smaller than SMALLEST_FONT points.
+MAX_WIDTH_PX, SMALLEST_FONT = 1200, 10
 
 
 def curves_figure(metrics: dict) -> Figure:
@@ -43,7 +46,7 @@ def confusion_figure(metrics: dict) -> Figure:
     matrix = np.asarray(metrics["confusion_matrix"])
     classes = metrics["classes"]
     n = len(classes)
-    side = min(2.5 + 0.45 * n, 14)
+    side = min(2.5 + 0.45 * n, MAX_WIDTH_PX / 100 - 1)
     fig = Figure(figsize=(side + 1, side), dpi=100, layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
@@ -55,7 +58,7 @@ def confusion_figure(metrics: dict) -> Figure:
     if n <= 30:
         top = matrix.max() or 1
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=SMALLEST_FONT if n > 12 else 12,
                     color="white" if count > top / 2 else "black")
     return fig
 
@@ -65,15 +68,15 @@ def samples_figure(samples: list) -> Figure:
     count = max(len(samples), 1)
     columns = min(count, 8)
     rows = int(np.ceil(count / columns))
-    fig = Figure(figsize=(1.6 * columns, 1.8 * rows), dpi=100, layout="constrained")
+    fig = Figure(figsize=(1.45 * columns, 1.8 * rows + 0.4), dpi=100, layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     for ax in axes:
         ax.axis("off")
     for ax, (image, true, predicted) in zip(axes, samples):
         ax.imshow(np.asarray(image), interpolation="nearest")
-        ax.set_title(f"{predicted}\n(true {true})" if predicted != true else f"{predicted}", fontsize=8,
+        ax.set_title(f"{predicted}\n(true {true})" if predicted != true else f"{predicted}", fontsize=SMALLEST_FONT + 1,
                      color="tab:green" if predicted == true else "tab:red")
-    fig.suptitle("Validation images: predicted (true) — green right, red wrong", fontsize=9)
+    fig.suptitle("Validation images: predicted (true) — green right, red wrong", fontsize=12)
     return fig
 
 
