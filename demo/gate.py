@@ -561,31 +561,41 @@ def folder_bytes(folder: Path | None = None) -> int:
 
 # ---------------------------------------------------------------- the HTTP side
 
-def _save_inline(data: bytes, extension: str) -> str:
+def _save_inline(data: bytes, extension: str, sweeper: UploadSweeper | None = None) -> str:
     """Write a data: URL's bytes into the upload folder as Gradio writes an
-    upload (a folder named by the content's hash); returns the path."""
+    upload (a folder named by the content's hash), counted by ``sweeper`` as
+    an upload's bytes are; returns the path."""
     folder = upload_folder() / hashlib.sha256(data).hexdigest()
     path = folder / f"inline.{extension}"
+    counted = 0
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if path.exists():
             os.utime(path)
         else:
+            if sweeper is not None and not sweeper.take(len(data)):
+                sweeper.make_room(len(data))
+            counted = len(data)
             fd, staging = tempfile.mkstemp(dir=folder, prefix=".inline.")
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.replace(staging, path)
     except OSError:
         raise GateError("The server could not store the image just now; try again in a minute.") from None
+    finally:
+        if sweeper is not None and counted:
+            sweeper.stored(counted)
     return str(path)
 
 
-def check_request(payload, limits: Limits | None = None, image_slots: Iterable[int] = ()) -> bool:
+def check_request(payload, limits: Limits | None = None, image_slots: Iterable[int] = (),
+                  sweeper: UploadSweeper | None = None) -> bool:
     """Check every file reference in a JSON request ``payload`` (in place):
     a data: URL becomes an upload, a path must be an upload. ``image_slots``:
     the positions in ``payload["data"]`` that are image inputs, where a bare
-    string may only be a data: URL. Returns whether anything changed; raises
-    :class:`GateError`."""
+    string may only be a data: URL. ``sweeper`` counts the images a data: URL
+    brings into the upload folder, as uploads are. Returns whether anything
+    changed; raises :class:`GateError`."""
     limits = limits or _limits
     changed = False
     data = payload.get("data") if isinstance(payload, dict) else None
@@ -614,7 +624,7 @@ def check_request(payload, limits: Limits | None = None, image_slots: Iterable[i
             if not isinstance(reference, Path):
                 data, extension = reference
                 value.clear()
-                value.update(path=_save_inline(data, extension), orig_name=f"inline.{extension}", size=len(data),
+                value.update(path=_save_inline(data, extension, sweeper), orig_name=f"inline.{extension}", size=len(data),
                              meta={"_type": "gradio.FileData"})
                 changed = True
 
@@ -682,7 +692,7 @@ class RequestGate:
         if payload is not None:
             try:
                 slots = self.image_slots(scope["path"], payload)
-                if await anyio.to_thread.run_sync(check_request, payload, limits, slots):
+                if await anyio.to_thread.run_sync(check_request, payload, limits, slots, self.sweeper):
                     body = json.dumps(payload).encode()
             except GateError as error:
                 return await _answer(send, 400, str(error), scope)

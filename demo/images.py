@@ -149,13 +149,21 @@ def _load(stream, head: bytes, data: memoryview | None, max_pixels: int) -> Imag
                 stream.seek(0)
                 pixels = read_float_tiff(stream.read(), max_pixels)  # the one TIFF kind PIL cannot open
                 if pixels is not None:
-                    return central_part(pixels)
+                    return _with_original_size(central_part(pixels), pixels.size)
             raise ImageInputError(_unreadable_message(head)) from error
         with image:
             _check_size(image.size, max_pixels)
             large = image.size[0] * image.size[1] > LARGE_IMAGE_PIXELS
             with _large_image_turn if large else contextlib.nullcontext():
                 return _decode(image, max_pixels)
+
+
+def _with_original_size(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image``, with ``info["original_size"]`` = ``size`` when :func:`central_part`
+    cut it from a longer strip: the size the page tells the user about."""
+    if image.size != size:
+        image.info["original_size"] = size
+    return image
 
 
 def _check_png_chunks(head: bytes, data) -> None:
@@ -190,7 +198,7 @@ def _decode(image: Image.Image, max_pixels: int) -> Image.Image:
     except Exception:  # a broken EXIF block: keep the pixels as stored
         upright = image.copy()
     try:
-        return to_rgb8(to_srgb(central_part(upright)))
+        return _with_original_size(to_rgb8(to_srgb(central_part(upright))), upright.size)
     except MemoryError as error:
         raise ImageInputError(_LOW_MEMORY) from error
     except Exception as error:  # a colour mode PIL cannot convert ("conversion from X to Y not supported")
@@ -240,12 +248,9 @@ def central_part(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Ima
         return image
     if width > height:
         left = (width - long_max) // 2
-        part = image.crop((left, 0, left + long_max, height))
-    else:
-        top = (height - long_max) // 2
-        part = image.crop((0, top, width, top + long_max))
-    part.info["original_size"] = image.size  # what the page tells the user about (PIL copies info on convert)
-    return part
+        return image.crop((left, 0, left + long_max, height))
+    top = (height - long_max) // 2
+    return image.crop((0, top, width, top + long_max))
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:

@@ -18,9 +18,10 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
+from PIL import Image, ImageCms
 
 import models
+import corpus
 from conftest import APP_UPLOAD_LIMIT_MB, ROOT, assert_one_sentence
 from demo import gate, images, panels, service as service_module
 from demo.service import ByteLRU, InferenceService, ModelCache, Settings, download_progress
@@ -426,11 +427,18 @@ def test_classify_ui_says_when_the_model_cannot_see_the_image_well():
     tiny = notice_for(Image.new("RGB", (1, 1), (90, 40, 200)))
     assert tiny["visible"] and "1 x 1 image enlarged 256 times" in tiny["value"]
     assert "at least 64 pixels on its shorter side" in tiny["value"]
-    strip = notice_for(images.central_part(Image.new("RGB", (4000, 3), (90, 40, 200))))
-    assert strip["visible"] and "4000 x 3 image" in strip["value"]  # the size uploaded, not the part kept
+    # The size uploaded, not the part the decoder kept, whatever conversions the decoder made.
+    strip = Image.new("RGBA", (4000, 3), (90, 40, 200, 255))
+    for data in (corpus.encoded(strip, "PNG"), corpus.encoded(strip.convert("RGB"), "JPEG",
+                                                            icc_profile=ImageCms.ImageCmsProfile(
+                                                                ImageCms.createProfile("sRGB")).tobytes())):
+        decoded = images.load_image(data)
+        assert decoded.size == (60, 3) and decoded.info["original_size"] == (4000, 3)
+        notice = notice_for(decoded)
+        assert notice["visible"] and "4000 x 3 image" in notice["value"], notice["value"]
     wide = notice_for(Image.new("RGB", (900, 300), (90, 40, 200)))
     assert wide["visible"] and "only the middle 26% of this 900 x 300 image" in wide["value"]
-    for notice in (tiny, strip, wide):
+    for notice in (tiny, notice, wide):
         assert_one_sentence(notice["value"].removeprefix("⚠️ "))
 
 

@@ -515,6 +515,57 @@ def test_uploads_faster_than_one_a_second_cannot_outrun_the_bound(tmp_path):
     assert fake.peak <= 10_000 and gate.folder_bytes(fake.folder) <= 10_000, fake.peak
 
 
+def test_images_sent_inline_are_counted_like_uploads(tmp_path, monkeypatch):
+    """40 different images as data: URLs, 8 requests at once, into a folder
+    bounded at 100 KB: each is written only after room is made for it."""
+    import base64
+
+    import anyio
+
+    folder = tmp_path / "uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    sweeper = gate.UploadSweeper(folder, max_bytes=100_000)
+    sweeper.start = lambda *a, **k: None
+    peak, stored = 0, []
+
+    async def gradio(scope, receive, send):
+        nonlocal peak
+        body = json.loads((await receive())["body"])
+        stored.append(body["data"][0]["path"])
+        peak = max(peak, gate.folder_bytes(folder))
+
+    middleware = gate.RequestGate(gradio, limits=gate.Limits(), sweeper=sweeper,
+                                  image_slots=lambda path, payload: {0})
+    rng = np.random.default_rng(0)
+    urls = ["data:image/png;base64," + base64.b64encode(corpus.encoded(Image.fromarray(
+        rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)), "PNG")).decode() for _ in range(40)]
+    assert all(len(url) > 12_000 for url in urls)  # each image over a tenth of the bound
+
+    async def one(url):
+        body = json.dumps({"data": [url]}).encode()
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/call/classify",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            pass
+
+        await middleware(scope, receive, send)
+
+    async def burst():
+        for start in range(0, 40, 8):
+            async with anyio.create_task_group() as group:
+                for url in urls[start:start + 8]:
+                    group.start_soon(one, url)
+
+    folder.mkdir()
+    anyio.run(burst)
+    assert len(stored) == 40
+    assert peak <= 100_000 and gate.folder_bytes(folder) <= 100_000, peak
+
+
 def test_huge_integers_are_refused_in_a_short_sentence():
     for check in (lambda v: arguments.number("alpha", v, 0, 1), lambda v: arguments.whole_number("top_k", v, 1, 20),
                   lambda v: arguments.choice("mode", v, ["a"])):
