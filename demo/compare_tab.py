@@ -27,9 +27,9 @@ def column_markdown(result: explaining.Explanation, image_size: tuple[int, int] 
     f = result.faithfulness
     s = f.scores()
     weights = "" if result.pretrained else " · **untrained weights**"
-    fit = caveats.class_fit_note(models.get_spec(result.model_name), image_size)
+    notes = caveats.image_notes(models.get_spec(result.model_name), image_size)
     parts = [f"**{result.model_name}**{weights}",
-             f"Grad-CAM for **{result.class_name}** (p = {result.probability:.3f})"] + ([f"⚠️ {fit}"] if fit else [])
+             f"Grad-CAM for **{result.class_name}** (p = {result.probability:.3f})"] + [f"⚠️ {n}" for n in notes]
     parts += [f"| AUC | map | random |\n|---|---|---|\n"
               f"| deletion ↓ | {s['deletion_auc']:.3f} | {s['random_deletion_auc']:.3f} |\n"
               f"| insertion ↑ | {s['insertion_auc']:.3f} | {s['random_insertion_auc']:.3f} |",
@@ -68,7 +68,8 @@ class CompareCallbacks:
                 outputs += [gr.update(value=f"**{name}**: {error}", visible=True),
                             gr.update(value=None, visible=False), gr.update(value=None, visible=False)]
                 continue
-            outputs += [gr.update(value=column_markdown(result, picture.size), visible=True),
+            size = picture.info.get("original_size", picture.size)  # as uploaded, before a strip was cut
+            outputs += [gr.update(value=column_markdown(result, size), visible=True),
                         gr.update(value=result.top, visible=True),
                         gr.update(value=panels.enlarged(result.overlay(0.5)), visible=True)]
         return outputs

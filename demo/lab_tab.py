@@ -45,10 +45,11 @@ EXPLANATION = (
     "(three Linears), `heads_first` (the seed's layout: heads before windows, heads concatenated channel-minor), "
     "`parameter_*` (raw `nn.Parameter` matrices initialised with `randn`, Xavier, or nn.Linear's distribution) "
     "and `primer_*` (Primer-EZ's 3 x 3 depthwise convolution on q, k, v inside each window). "
-    "**Logit std**: spread of the logits entering the softmax; **entropy / max**: a row's entropy over its "
-    "maximum, 1 = uniform attention, 0 = one-hot; **max p > 0.99**: the share of saturated softmax rows; "
-    "**q/k grad norm**: how much gradient "
-    "reaches the q and k weights on the first step. See docs/attention-lab.md.")
+    "**Logit std**: spread of the logits entering the softmax; **entropy / max** (the recorded report's "
+    "*row entropy / max*): a row's entropy over its maximum, 1 = uniform attention, 0 = one-hot; "
+    "**max p > 0.99** (*rows with max p > 0.99*): the share of saturated softmax rows; **q/k grad norm** "
+    "(*q/k gradient norm*): how much gradient reaches the q and k weights on the first step. "
+    "See docs/attention-lab.md.")
 
 _stop_lock = threading.Lock()
 _stop_requested: dict[str, bool] = {}

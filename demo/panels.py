@@ -274,6 +274,12 @@ def paint_bias(frame: Frame, bias: np.ndarray, title: str) -> np.ndarray:
     return painting.result()
 
 
+def trained_weights(name: str) -> str:
+    """What a model's weights are, when it has some: "trained here" for a model
+    trained in the app, else "pretrained weights"."""
+    return "trained here" if models.weights_status(name) == "trained" else "pretrained weights"
+
+
 def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -> SwinPanels:
     """Every view of ``selection`` on one captured forward. ``cache`` (with
     ``get(key)`` / ``put(key, value)``, e.g. a ``ByteLRU``) keeps the views'
@@ -328,9 +334,7 @@ def render_swin_panels(forward: SwinForward, selection: Selection, cache=None) -
                           f"relative position bias: stage {stage}, block {block}, all {record.num_heads} heads"
                           f"{untrained}")
 
-    trained_here = forward.pretrained and models.weights_status(name) == "trained"
-    weights = ("trained here" if trained_here else "pretrained weights") if forward.pretrained else \
-        f"**{UNTRAINED_TAG}** — {forward.notice}"
+    weights = trained_weights(name) if forward.pretrained else f"**{UNTRAINED_TAG}** — {forward.notice}"
     summary = (f"**{name}**, {weights}  \n"
                f"Query pixel ({query_xy[0]}, {query_xy[1]}) of the {input_hw[1]} x {input_hw[0]} model input is "
                f"token ({query.token[0]}, {query.token[1]}) of stage {stage} ({token_size} x {token_size} pixels), "

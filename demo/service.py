@@ -314,9 +314,7 @@ class Classification:
     model_name: str
     pretrained: bool
     batch_size: int = 1               # images in the forward that answered this request
-    image_size: tuple[int, int] = (0, 0)  # (width, height) of the image as decoded
-    enlargement: float = 1.0          # models.coverage of it: how much the model input enlarges its pixels
-    share: float = 1.0                # and the share of its area the model sees
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the image as uploaded
 
 
 _forward_serials = itertools.count()
@@ -425,12 +423,10 @@ class InferenceService:
         k = max(1, min(int(top_k), probabilities.numel()))
         values, indices = probabilities.topk(k)
         labels = model.spec.labels
-        size = image.info.get("original_size", image.size)  # before demo.images.central_part cut a strip
-        enlargement, share = models.coverage(model.spec, *size)
         return Classification(
             probabilities={labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())},
             milliseconds=milliseconds, model_name=spec.name, pretrained=pretrained, batch_size=batch_size,
-            image_size=size, enlargement=enlargement, share=share)
+            image_size=image.info.get("original_size", image.size))  # before demo.images cut a strip
 
     def _run_batch(self, key, items: list[tuple[torch.nn.Module, torch.Tensor]], wide: bool = True) -> list:
         """The forwards of several requests, all of one kind, model and size

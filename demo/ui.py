@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 from functools import partial
 from pathlib import Path
@@ -61,25 +60,6 @@ CSS = """
 """
 
 
-# Beyond these the page says the answer means little: pixels enlarged more than
-# 4 times (a 56-pixel image for a 224-pixel model), or under a third of the
-# image inside the centre crop (a 3 : 1 strip; a 16 : 9 photo keeps 43 %).
-MAX_ENLARGEMENT = 4.0
-MIN_SHARE = 1 / 3
-
-
-def input_caution(width: int, height: int, enlargement: float, share: float) -> str:
-    """One sentence when the model cannot see this image well, else ""."""
-    if enlargement > MAX_ENLARGEMENT:
-        needed = math.ceil(min(width, height) * enlargement / MAX_ENLARGEMENT)
-        return (f"The model sees this {width} x {height} image enlarged {enlargement:.0f} times, so its answer "
-                f"says little about it; use an image at least {needed} pixels on its shorter side.")
-    if share < MIN_SHARE:
-        return (f"The model sees only the middle {share:.0%} of this {width} x {height} image (a centre crop); "
-                "crop the image to what matters for a better answer.")
-    return ""
-
-
 def user_error(message: str, what: str = "") -> gr.Error:
     """A one-sentence message for the person at the keyboard; one line in the log, no stack trace."""
     return gate.refuse(message, what)
@@ -112,7 +92,7 @@ def validation_accuracy(spec) -> float | None:
 def architecture_info(name: str) -> str:
     spec = models.get_spec(name)
     status = models.weights_status(spec.name)
-    swin = (" A Swin Transformer: look inside it in the Inside Swin tab." if spec.is_swin else
+    swin = (" Look inside it in the Inside Swin tab." if spec.is_swin else
             " Inside Swin needs a Swin Transformer; this is a convolutional network.")
     if status != "trained":
         return f"**{spec.name}**: {spec.description}. Weights: {WEIGHTS_STATUS[status]}.{swin}"
@@ -127,7 +107,7 @@ def weights_note(name: str, pretrained: bool) -> str:
     """What the weights are, for the line under a result: "trained here" for the user's models."""
     if not pretrained:
         return "**untrained weights**: these probabilities mean nothing"
-    return "trained here" if models.weights_status(name) == "trained" else "pretrained weights"
+    return panels.trained_weights(name)
 
 
 def swin_controls(name: str) -> dict | None:
@@ -312,10 +292,8 @@ class Callbacks:
         batch = f" for a batch of {result.batch_size} images sent at once" if result.batch_size > 1 else ""
         details = (f"**{result.model_name}** · {weights} · the model took **{result.milliseconds:.0f} ms**{batch} "
                    f"(CPU, {threads} thread{'s' if threads > 1 else ''})")
-        fit = caveats.class_fit_note(spec)
-        details += f"\n\n⚠️ {fit}" if fit else ""
-        caution = input_caution(*result.image_size, result.enlargement, result.share)
-        notice = gr.update(value=f"⚠️ {caution}", visible=True) if caution else gr.update(value="", visible=False)
+        notes = caveats.image_notes(spec, result.image_size)
+        notice = gr.update(value="\n\n".join(f"⚠️ {note}" for note in notes), visible=bool(notes))
         return result.probabilities, details, notice, hidden
 
     def swin_views_ui(self, image, architecture, stage, block, head, query_x, query_y, progress=gr.Progress()):

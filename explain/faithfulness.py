@@ -46,9 +46,9 @@ import torch.nn.functional as F
 from .base import as_batch
 
 DEFAULT_STEPS = 16
-# Images per forward in the curves: on a 2-core CPU small batches cost less
-# per image than one of 32, whose activations leave the caches
-# (benchmarks/RESULTS.md, "Explanations").
+# Images per forward in the curves: small batches cost less per image than
+# large ones, whose activations leave the caches (benchmarks/RESULTS.md,
+# "Explanations", measured on 2 cores).
 DEFAULT_BATCH = 8
 
 
@@ -110,7 +110,7 @@ def auc(fractions: np.ndarray, values: np.ndarray) -> float:
 def blurred_baseline(x: torch.Tensor) -> torch.Tensor:
     """``x`` ``[B, C, H, W]`` blurred: the baseline both curves use. The same
     Gaussian as torchvision's ``gaussian_blur`` (reflected edges), applied as
-    two 1-D passes: a fifth of the time of its one 2-D kernel at 224 pixels."""
+    two 1-D passes, cheaper than its one 2-D kernel (benchmarks/RESULTS.md)."""
     sigma = max(min(x.shape[-2:]) / 40, 1.0)
     size = 2 * int(round(2 * sigma)) + 1
     half = size // 2

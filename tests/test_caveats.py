@@ -34,7 +34,7 @@ SATURATED = np.full(11, 1.0) - np.linspace(0, 0.004, 11)
 def test_a_saturated_probability_is_named_not_just_a_tie():
     f = faith(SATURATED, SATURATED[::-1], SATURATED, SATURATED[::-1])
     assert f.deletion_verdict() == "tie"
-    assert caveats.verdict(f, "deletion") == "no signal: p stays 0.996-1.000"
+    assert caveats.verdict(f, "deletion") == "no signal (p stays 0.996-1.000)"
     note = caveats.flat_note(f, "7")
     assert "barely moves over the whole deletion and insertion curves" in note and "**7**" in note
     scores = explain_tab.scores_markdown(result(f, class_name="7"))
@@ -65,11 +65,16 @@ def digits_like_spec():
 
 
 def test_a_model_with_few_classes_and_tiny_inputs_warns_on_a_big_image():
-    note = caveats.class_fit_note(digits_like_spec(), (451, 300))
-    assert "**my_tiny_model** knows only 10 classes (0, 1, 2, 3, ..., 9) at 16 x 16 pixels" in note
-    assert "trained on digits" in note and "451 x 300 image reaches it as 16 x 16" in note
+    note = caveats.class_fit_note(digits_like_spec())
+    assert "**my_tiny_model** knows only 10 classes (0, 1, 2, 3, ..., 9) and sees 16 x 16 pixels" in note
     assert "means little" in note
-    assert caveats.class_fit_note(models.get_spec("efficientnet_lite0"), (451, 300)) == ""
+    assert caveats.class_fit_note(models.get_spec("efficientnet_lite0")) == ""
+    # Beside a result: that note, and the seeing note only where the model cannot see the image well.
+    assert caveats.image_notes(digits_like_spec(), (451, 300)) == [note]
+    lite0 = models.get_spec("efficientnet_lite0")
+    assert caveats.image_notes(lite0, (451, 300)) == [] and caveats.image_notes(lite0) == []
+    assert caveats.image_notes(lite0, (30, 30)) == [caveats.seeing_note(lite0, 30, 30)]
+    assert "enlarged 8.5 times" in caveats.seeing_note(lite0, 30, 30)
 
 
 def test_compare_warns_beside_a_narrow_models_result():
@@ -96,7 +101,7 @@ def test_held_back_methods_sit_in_a_closed_accordion():
 def test_inside_swin_hint_names_what_the_model_is_not_its_prefix():
     assert "swin_*" not in ui.architecture_info("efficientnet_lite0")
     assert "convolutional network" in ui.architecture_info("efficientnet_lite0")
-    assert "A Swin Transformer" in ui.architecture_info("swin_cifar")
+    assert "Look inside it in the Inside Swin tab" in ui.architecture_info("swin_cifar")
 
 
 def test_live_plot_is_by_step_with_markers_and_a_one_seed_title():
@@ -119,13 +124,13 @@ def test_result_tables_get_full_width_and_never_break_inside_words():
     assert not report.value.startswith("# ") and "#### Validation accuracy" in report.value
 
 
-def test_classify_details_warn_when_the_models_classes_may_not_fit():
+def test_classify_warns_when_the_models_classes_may_not_fit():
     from demo import gate
     from demo.service import InferenceService, Settings
 
     callbacks = ui.Callbacks(InferenceService(Settings(torch_threads=1)))
     cat = gate.open_server_file(ui.EXAMPLES_DIR / "cat.jpg")
-    _, details, _, _ = callbacks.classify_ui(cat, "swin_cifar", 3)
-    assert "⚠️ **swin_cifar** knows only 10 classes" in details
-    _, details, _, _ = callbacks.classify_ui(cat, "efficientnet_lite0", 3)
-    assert "knows only" not in details
+    _, _, notice, _ = callbacks.classify_ui(cat, "swin_cifar", 3)
+    assert notice["visible"] and "⚠️ **swin_cifar** knows only 10 classes" in notice["value"]
+    _, _, notice, _ = callbacks.classify_ui(cat, "efficientnet_lite0", 3)
+    assert not notice["visible"] and "knows only" not in notice["value"]
