@@ -67,10 +67,17 @@ def finetune_choices() -> list[str]:
 class TrainCallbacks:
     """One training at a time per app (the CPU is the limit); Cancel stops it
     after the current step and discards it: nothing is saved or registered,
-    and its name stays free. A page that goes away stops its run too, but
-    keeps the best epoch so far (nobody asked to throw it away)."""
+    and its name stays free. A Cancel that comes once the model is being
+    registered is told so instead. A page that goes away stops its run too,
+    but keeps the best epoch so far (nobody asked to throw it away)."""
 
     def __init__(self):
+        # Guards the fields below: a Start takes the slot and sets its owner and Cancel in one
+        # step, and a Cancel and the worker's choice to register (or discard) never interleave.
+        self._lock = threading.Lock()
+        self._running = False                   # a run of this tab holds the slot (Start to worker's end)
+        self._registering = False               # the current run's model is being (or was) registered
+        self._name: str | None = None           # the current run's model name
         self.cancel_event = threading.Event()  # the current run's Cancel button (a new one per run)
         self._owner: str | None = None          # the session that started it
 
@@ -79,12 +86,20 @@ class TrainCallbacks:
         return getattr(request, "session_hash", None)
 
     def cancel(self, request: gr.Request = None) -> str:
-        if not training.training_running():
-            return "Nothing is training."
-        if self._session(request) != self._owner:
-            return "Only the page that started this training can cancel it."
-        self.cancel_event.set()
-        return "Cancelling: the run stops after the current step and nothing of it is kept."
+        with self._lock:
+            if not self._running:
+                if training.training_running():  # started elsewhere in this process, not by a page
+                    return "Only the page that started this training can cancel it."
+                return "Nothing is training."
+            if self._session(request) != self._owner:
+                return "Only the page that started this training can cancel it."
+            if self._registering:  # too late: the worker has chosen to keep the model
+                return (f"Too late to cancel: the run has finished and **{self._name}** is already saved "
+                        "(the name is taken).")
+            self.cancel_event.set()
+            return "Cancelling: the run stops after the current step and nothing of it is kept."
+
+    ALREADY_RUNNING = "A training is already running; wait for it to finish or cancel it first."
 
     def _arguments(self, source, archive, architecture, epochs, lr, name, size=SMALL):
         name = (name or "").strip()
@@ -116,8 +131,8 @@ class TrainCallbacks:
             self._arguments(source, archive, architecture, epochs, lr, name, size)
         except training.TrainingInputError as error:
             raise user_error(str(error)) from error
-        if training.training_running():
-            raise user_error("A training is already running; wait for it to finish or cancel it first.")
+        if self._running or training.training_running():
+            raise user_error(self.ALREADY_RUNNING)
 
     # How often the page's generator looks whether the worker is still alive.
     WORKER_POLL_S = 1.0
@@ -140,12 +155,26 @@ class TrainCallbacks:
         self.check(source, archive, architecture, epochs, lr, name, size)
         name, out, epochs, lr = self._arguments(source, archive, architecture, epochs, lr, name, size)
         cancel, gone = threading.Event(), threading.Event()  # the Cancel button; the page went away
-        self.cancel_event, self._owner = cancel, self._session(request)
+        with self._lock:  # one step: two Starts that both passed check() cannot both take the slot
+            if self._running or training.training_running():
+                raise user_error(self.ALREADY_RUNNING)
+            self._running, self._registering = True, False
+            self.cancel_event, self._owner, self._name = cancel, self._session(request), name
         events: queue.Queue = queue.Queue()
         common = dict(on_epoch=lambda m: events.put(("epoch", m)),
                       should_stop=lambda: cancel.is_set() or gone.is_set(), progress=False)
 
         def work():
+            final = None
+            try:
+                final = run_and_keep()
+            finally:  # the slot is free before the page hears the end: a new Start is accepted then
+                with self._lock:
+                    self._running = self._registering = False
+                if final is not None:
+                    events.put(final)
+
+        def run_and_keep() -> tuple:
             try:
                 if source == DIGITS:
                     swin = TINY_DIGITS_SWIN if size == TINY else DIGITS_SWIN
@@ -159,25 +188,32 @@ class TrainCallbacks:
                                                         f"{Path(str(archive)).name}",
                                             **common)
             except training.TrainingInputError as error:
-                events.put(("error", str(error)))
-                return
+                return "error", str(error)
             except Exception as error:  # the page must hear about any failure, in one sentence
-                events.put(("error", f"Training failed ({type(error).__name__}: {error}); nothing was saved."))
-                return
-            if run.metrics.get("cancelled") and cancel.is_set():  # Cancel: discard what the run wrote
+                return "error", f"Training failed ({type(error).__name__}: {error}); nothing was saved."
+            # Cancel: discard what the run wrote, however late it came (the loop stops looking after
+            # its last step, so a Cancel during the final validation or the writing is seen only here).
+            # Under the lock: a Cancel after this point is told that the model is kept.
+            with self._lock:
+                discard = cancel.is_set()
+                self._registering = not discard
+            if discard:
                 shutil.rmtree(run.out, ignore_errors=True)
-                events.put(("cancelled", run))
-                return
+                return "cancelled", run
             try:  # here, not in the page's generator: a page that went away must not lose the model
                 models.register_model_folder(run.out, name, replace=False)
             except (ValueError, OSError) as error:
-                events.put(("error", f"The model was saved in {run.out} but could not be added to the "
-                                     f"architecture list ({error})."))
-                return
-            events.put(("done", run))
+                return "error", (f"The model was saved in {run.out} but could not be added to the "
+                                 f"architecture list ({error}).")
+            return "done", run
 
         worker = threading.Thread(target=work, name="train", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except BaseException:  # no worker: give the slot back
+            with self._lock:
+                self._running = False
+            raise
         finished = False
         try:
             what = "the digits" if source == DIGITS else Path(str(archive)).name

@@ -2,7 +2,9 @@
 its curve each epoch, registers the model and offers the folder as a zip;
 Cancel keeps a checkpoint; bad requests get one sentence."""
 import json
+import threading
 import zipfile
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -155,6 +157,121 @@ def test_only_the_page_that_started_a_training_can_cancel_it(tab, monkeypatch):
     finally:
         release.set()
     assert_fails_in_the_status(list(run), "stopped by the test")
+
+
+def finished_run(out, cancelled=False):
+    """What scratch returns after its last step: the folder written, the metrics of a whole run."""
+    out = Path(out)
+    out.mkdir(parents=True)
+    (out / "model.safetensors").write_bytes(b"x")
+    return recipes.RunResult(out, {"cancelled": cancelled, "best_epoch": 1, "val_accuracy": 0.5, "seconds": 1,
+                                   "epochs": [], "train_loss": [], "val_loss": [], "val_accuracies": [], "lr": [],
+                                   "classes": [], "confusion_matrix": [], "per_class_accuracy": {}}, None)
+
+
+@pytest.fixture
+def quiet_results(monkeypatch):
+    """No zip or figures for the fake runs' results (their metrics are empty)."""
+    monkeypatch.setattr(train_tab, "zip_folder", lambda folder: None)
+    for figure in ("curves_figure", "confusion_figure", "samples_figure"):
+        monkeypatch.setattr(train_tab.plots, figure, lambda *args: None)
+
+
+def test_a_cancel_after_the_last_step_still_discards_the_run(tab, monkeypatch, tmp_path, quiet_results):
+    """The loop stops asking should_stop after its last step: a Cancel during the final validation or
+    while the files are written must discard the run all the same (it was registered)."""
+    writing, written = threading.Event(), threading.Event()
+    registered = []
+
+    def scratch(out, *args, should_stop, **kwargs):
+        with recipes.busy():
+            writing.set()  # past the last step: should_stop is not asked again
+            assert written.wait(30)
+            return finished_run(out, cancelled=False)
+
+    monkeypatch.setattr(training, "scratch", scratch)
+    monkeypatch.setattr(models, "register_model_folder", lambda out, name, replace=False: registered.append(name))
+    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_late", TINY,
+                    progress=no_progress, request=Page("starter"))
+    assert next(run)[0].startswith("Preparing")
+    try:
+        assert writing.wait(30)
+        message = tab.cancel(Page("starter"))
+        assert message.startswith("Cancelling") and "nothing" in message, message
+    finally:
+        written.set()
+    status = list(run)[-1][0]
+    assert status.startswith("Cancelled after") and "nothing was saved" in status, status
+    assert registered == [] and not (tmp_path / "user_models" / "tab_late").exists()
+    assert tab.cancel(Page("starter")) == "Nothing is training."
+
+
+def test_a_cancel_once_the_model_is_being_registered_is_told_it_is_kept(tab, monkeypatch, tmp_path,
+                                                                        quiet_results):
+    """Registration has begun: a Cancel cannot take it back, and says so in one sentence
+    instead of promising that nothing is kept."""
+    registering, release = threading.Event(), threading.Event()
+    registered = []
+
+    def scratch(out, *args, should_stop, **kwargs):
+        with recipes.busy():
+            return finished_run(out)
+
+    def register(out, name, replace=False):
+        registering.set()
+        assert release.wait(30)
+        registered.append(name)
+
+    monkeypatch.setattr(training, "scratch", scratch)
+    monkeypatch.setattr(models, "register_model_folder", register)
+    run = tab.train(train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01, "tab_kept", TINY,
+                    progress=no_progress, request=Page("starter"))
+    assert next(run)[0].startswith("Preparing")
+    try:
+        assert registering.wait(30)
+        message = tab.cancel(Page("starter"))
+    finally:
+        release.set()
+    assert message.startswith("Too late to cancel") and "**tab_kept** is already saved" in message, message
+    assert "taken" in message and message.endswith(".") and "\n" not in message and "nothing" not in message
+    assert not tab.cancel_event.is_set()
+    assert list(run)[-1][0].startswith("Done: **tab_kept**")
+    assert registered == ["tab_kept"] and (tmp_path / "user_models" / "tab_kept").is_dir()
+
+
+def test_two_starts_that_both_passed_the_check_train_once_and_the_first_page_can_cancel(tab, monkeypatch,
+                                                                                         quiet_results):
+    """Both Starts pass check() before the first run's worker takes the trainer: the second is
+    refused in one sentence and leaves the first run's owner and Cancel alone."""
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def scratch(out, *args, should_stop, **kwargs):
+        calls.append(out)
+        started.set()
+        assert release.wait(30)  # the trainer is not taken yet
+        with recipes.busy():
+            return finished_run(out, cancelled=should_stop())
+
+    monkeypatch.setattr(training, "scratch", scratch)
+    monkeypatch.setattr(models, "register_model_folder", lambda *args, **kwargs: None)
+    arguments = (train_tab.DIGITS, None, "efficientnet_lite0", 1, 0.01)
+    tab.check(*arguments, "tab_first", TINY)
+    tab.check(*arguments, "tab_second", TINY)  # both checked before either has started
+    first = tab.train(*arguments, "tab_first", TINY, progress=no_progress, request=Page("first"))
+    second = tab.train(*arguments, "tab_second", TINY, progress=no_progress, request=Page("second"))
+    try:
+        assert next(first)[0].startswith("Preparing")
+        assert started.wait(30) and not training.training_running()
+        with pytest.raises(gr.Error) as info:
+            next(second)
+        assert info.value.message == "A training is already running; wait for it to finish or cancel it first."
+        assert tab.cancel(Page("second")) == "Only the page that started this training can cancel it."
+        assert tab.cancel(Page("first")).startswith("Cancelling")
+    finally:
+        release.set()
+    assert list(first)[-1][0].startswith("Cancelled after")
+    assert len(calls) == 1
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
