@@ -104,6 +104,6 @@ def image_notes(spec, image_size: tuple[int, int] | None = None) -> list[str]:
     """Every note beside a result of ``spec``'s model on an image of
     ``image_size`` (width, height; None: the class note only)."""
     notes = [class_fit_note(spec)]
-    if image_size is not None:
+    if image_size is not None and min(image_size) > 0:  # (0, 0): not known
         notes.append(seeing_note(spec, *image_size))
     return [note for note in notes if note]
